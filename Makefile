@@ -1,0 +1,42 @@
+# SlicerMedNets developer commands. On a fresh machine:
+#   make demo   - create .venv, install, run every module on bundled sample data, write demo-output/
+#   make test   - create .venv, install .[test], run the whole test suite
+# torch/torchvision are pinned for dev/test (requirements-dev.txt); the extension itself accepts torch>=2.1.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-test
+DEMO_STAMP := $(VENV)/.installed-demo
+PYTEST_ARGS ?=
+export QT_QPA_PLATFORM ?= offscreen
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: test demo venv bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml requirements-dev.txt | $(PY)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml requirements-dev.txt | $(PY)
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e ".[demo]"
+	touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(DEMO_STAMP)
+	$(PY) Scripts/run_demo.py --output demo-output
+
+bench: $(STAMP)
+	for b in Testing/Benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache
