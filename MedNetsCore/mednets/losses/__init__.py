@@ -1,0 +1,20 @@
+"""Segmentation losses (torch) shared by the SlicerMedNets modules; paper-specific losses build on these.
+
+* :class:`SoftDiceLoss`: soft Dice (linear or squared denominator, per item or batch Dice), equal to
+  ``monai.losses.DiceLoss`` for the matching settings.
+* :class:`VoxelWeightedCrossEntropyLoss`: cross-entropy with class weights and a per-voxel weight map.
+* :class:`WeightedSumLoss`: named weighted sum of loss terms, remembering each term's last value for logging.
+
+Every loss takes ``input`` of shape (B, C, *spatial) and states its target shapes; ``reduction`` is one of
+"mean", "sum", "none".
+"""
+
+from __future__ import annotations
+
+from .combined import WeightedSumLoss
+from .cross_entropy import VoxelWeightedCrossEntropyLoss
+from .dice import SoftDiceLoss
+from .targets import REDUCTIONS, class_indices, one_hot_like
+
+__all__ = ["SoftDiceLoss", "VoxelWeightedCrossEntropyLoss", "WeightedSumLoss", "REDUCTIONS", "class_indices",
+           "one_hot_like"]

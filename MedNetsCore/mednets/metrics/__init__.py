@@ -1,0 +1,53 @@
+"""Segmentation metrics on numpy masks (2D, 3D or any dimension), spacing-aware, checked against MONAI and medpy.
+
+* Overlap (:mod:`.overlap`): :func:`dice`, :func:`jaccard`, :func:`precision`, :func:`recall`,
+  :func:`false_positive_rate`, :func:`false_negative_rate`, and the underlying :func:`confusion_counts`.
+* Surface distances (:mod:`.surface`): :func:`hausdorff_distance` (``percentile=95`` for HD95),
+  :func:`mean_surface_distance`, and :func:`surface_distances` for the directed distances themselves.
+* Tables (:mod:`.tables`): :func:`segmentation_metrics` (several metrics of one pair) and :func:`per_label_metrics`
+  (one row per label of two label maps).
+
+Masks are in array-axis order (K, J, I for Slicer volumes) and ``spacing`` lists the voxel size per axis in the same
+order; distances come out in its units. Empty-mask conventions follow MONAI and are stated in each submodule.
+"""
+
+from __future__ import annotations
+
+from .masks import Spacing, as_binary_mask, as_binary_pair, foreground_box, normalize_spacing
+from .overlap import (
+    ConfusionCounts,
+    confusion_counts,
+    dice,
+    false_negative_rate,
+    false_positive_rate,
+    jaccard,
+    precision,
+    recall,
+)
+from .surface import SurfaceDistances, hausdorff_distance, mean_surface_distance, surface_distances, surface_voxels
+from .tables import DEFAULT_METRICS, METRIC_NAMES, per_label_metrics, segmentation_metrics
+
+__all__ = [
+    "Spacing",
+    "as_binary_mask",
+    "as_binary_pair",
+    "foreground_box",
+    "normalize_spacing",
+    "ConfusionCounts",
+    "confusion_counts",
+    "dice",
+    "jaccard",
+    "precision",
+    "recall",
+    "false_positive_rate",
+    "false_negative_rate",
+    "SurfaceDistances",
+    "surface_voxels",
+    "surface_distances",
+    "hausdorff_distance",
+    "mean_surface_distance",
+    "METRIC_NAMES",
+    "DEFAULT_METRICS",
+    "segmentation_metrics",
+    "per_label_metrics",
+]
