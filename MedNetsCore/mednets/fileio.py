@@ -21,6 +21,8 @@ __all__ = [
     "PathLike",
     "ChecksumMismatchError",
     "atomic_write",
+    "atomic_output_path",
+    "file_extension",
     "sha256_file",
     "verify_sha256",
     "normalize_sha256",
@@ -65,6 +67,50 @@ def _permissions_for(destination: Path) -> int:
         return 0o644
 
 
+def file_extension(path: PathLike) -> str:
+    """Lower-case extension of ``path``, with the double extensions ``.nii.gz`` and ``.mrk.json`` kept whole.
+
+    ``""`` when the name has no extension. ``scan.seg.nrrd`` gives ``.nrrd`` (the format, which is what writers
+    dispatch on).
+    """
+    name = Path(path).name.lower()
+    for double in (".nii.gz", ".mrk.json"):
+        if name.endswith(double):
+            return double
+    return Path(name).suffix
+
+
+@contextlib.contextmanager
+def atomic_output_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path`` (same extension) for a writer that takes a file name.
+
+    When the ``with`` block exits normally, the temporary file is fsync'ed and renamed over ``path`` with
+    :func:`os.replace`; when it raises (including :class:`~mednets.progress.OperationCancelled`), the temporary file is
+    removed, ``path`` is untouched and the exception propagates. The temporary name is ``.<name>.<random><extension>``
+    in the destination folder (created if missing), so writers that pick the format from the extension (SimpleITK,
+    VTK) see the real one, and the rename never crosses a file system.
+    """
+    destination = Path(path)
+    folder = destination.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    extension = file_extension(destination)
+    stem = destination.name[:len(destination.name) - len(extension)] if extension else destination.name
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=extension or ".tmp", dir=str(folder))
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, _permissions_for(destination))
+        os.replace(temporary, destination)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    _fsync_directory(folder)
+
+
 @contextlib.contextmanager
 def atomic_write(path: PathLike, mode: str = "wb", encoding: Optional[str] = None,
                  newline: Optional[str] = None) -> Iterator[IO]:
@@ -78,38 +124,18 @@ def atomic_write(path: PathLike, mode: str = "wb", encoding: Optional[str] = Non
         newline: passed to :func:`open` in text mode (use ``""`` for the :mod:`csv` module).
 
     Yields:
-        The open temporary file. When the ``with`` block exits normally the file is flushed, fsync'ed and renamed
-        onto ``path``; when it raises (including :class:`~mednets.progress.OperationCancelled`) the temporary file is
-        removed, ``path`` is untouched and the exception propagates.
+        The open temporary file, with the guarantees of :func:`atomic_output_path`: when the ``with`` block exits
+        normally the data replaces ``path``; when it raises, ``path`` is untouched and the exception propagates.
     """
     if mode not in ("w", "wb", "wt"):
         raise ValueError(f"atomic_write supports the write modes 'w', 'wt' and 'wb', got mode={mode!r}")
-    destination = Path(path)
-    folder = destination.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix="." + destination.name + ".", suffix=".tmp", dir=str(folder))
-    binary = "b" in mode
-    try:
-        if binary:
-            handle = os.fdopen(fd, "wb")
+    with atomic_output_path(path) as temporary:
+        if "b" in mode:
+            handle = open(temporary, "wb")
         else:
-            handle = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline=newline)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp_name)
-        raise
-    try:
+            handle = open(temporary, "w", encoding=encoding or "utf-8", newline=newline)
         with handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, _permissions_for(destination))
-        os.replace(tmp_name, str(destination))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_directory(folder)
 
 
 def sha256_file(path: PathLike, chunk_size: int = _CHUNK_SIZE) -> str:

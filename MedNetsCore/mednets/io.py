@@ -19,17 +19,15 @@ half-written image, and a failed write leaves the destination untouched). Detach
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
 
-from mednets.fileio import PathLike, _fsync_directory, _permissions_for
+from mednets.fileio import PathLike, atomic_output_path, file_extension
 from mednets.image import Volume
 
 __all__ = [
@@ -63,14 +61,6 @@ _SLICE_TOLERANCE_MM = 0.01
 _SLICE_TOLERANCE_FRACTION = 0.01
 
 ImageInput = Union[Volume, sitk.Image]
-
-
-def file_extension(path: PathLike) -> str:
-    """Lower-case extension of ``path``, with the double extension ``.nii.gz`` kept whole (``""`` when none)."""
-    name = Path(path).name.lower()
-    if name.endswith(".nii.gz"):
-        return ".nii.gz"
-    return Path(name).suffix
 
 
 def _is_dicom_file(path: Path) -> bool:
@@ -128,36 +118,6 @@ def _first_line(error: Exception) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_output_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same extension) for a writer that takes a file name.
-
-    When the ``with`` block exits normally, the temporary file is fsync'ed and renamed over ``path`` with
-    :func:`os.replace`; when it raises, the temporary file is removed and ``path`` is untouched. The temporary name is
-    ``.<name>.<random><extension>`` in the destination folder (created if missing), so format detection by extension
-    (SimpleITK, VTK writers) sees the real extension.
-    """
-    destination = Path(path)
-    folder = destination.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    extension = file_extension(destination)
-    stem = destination.name[:len(destination.name) - len(extension)] if extension else destination.name
-    handle, temporary_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=extension, dir=str(folder))
-    os.close(handle)
-    temporary = Path(temporary_name)
-    try:
-        yield temporary
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.chmod(temporary, _permissions_for(destination))
-        os.replace(temporary, destination)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-    _fsync_directory(folder)
-
-
 def write_volume(image: ImageInput, path: PathLike, compress: bool = True) -> Path:
     """Write a :class:`Volume` or a ``SimpleITK.Image`` to ``path`` atomically; the format follows the extension.
 

@@ -22,6 +22,10 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
@@ -38,6 +42,7 @@ __all__ = [
     "new_volume_node",
     "new_segmentation_node",
     "labelmap_from_segmentation",
+    "case_from_nodes",
     "new_point_list_node",
     "points_from_markups",
     "new_linear_transform_node",
@@ -47,6 +52,7 @@ __all__ = [
     "new_table_node",
     "table_to_columns",
     "table_to_rows",
+    "save_node",
 ]
 
 #: ``node_class`` shorthands of :func:`new_volume_node`.
@@ -733,3 +739,98 @@ def table_to_rows(node: Any) -> List[Dict[str, Any]]:
     columns = table_to_columns(node)
     count = len(next(iter(columns.values()))) if columns else 0
     return [{name: values[row] for name, values in columns.items()} for row in range(count)]
+
+
+# ------------------------------------------------------------------------------------------------------- files
+def save_node(node: Any, path: Any) -> Any:
+    """Write a storable node (volume, segmentation, markups, table, transform) to ``path`` atomically.
+
+    The format follows the extension (``.nrrd``, ``.nii.gz``, ``.seg.nrrd``, ``.mrk.json``, ``.tsv``/``.csv``,
+    ``.h5``/``.tfm``). A temporary storage node of the node's default class writes into a temporary folder next to
+    ``path``; only when writing succeeded are the files moved into place (side files first, such as a table's
+    ``.schema.csv``, then ``path`` itself), so a reader never sees a half-written file. The storage node is removed
+    again: the node's own storage settings and the scene are unchanged. Returns ``pathlib.Path(path)``; raises
+    ``ValueError`` when the node cannot be stored or the writer fails (nothing is left behind).
+    """
+    storage = node.CreateDefaultStorageNode() if hasattr(node, "CreateDefaultStorageNode") else None
+    if storage is None:
+        raise ValueError(f"node '{node.GetName()}' ({node.GetClassName()}) cannot be written to a file")
+    scene = _scene_for(None, node)
+    destination = Path(path)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=str(destination.parent)))
+    try:
+        with _scene_transaction(scene, keep_new_nodes=False):
+            scene.AddNode(storage)
+            storage.SetFileName(str(staging / destination.name))
+            if hasattr(storage, "SetUseCompression"):
+                storage.SetUseCompression(1)
+            if not storage.WriteData(node) or not (staging / destination.name).is_file():
+                raise ValueError(f"could not write '{node.GetName()}' ({node.GetClassName()}) to {destination}")
+        written = sorted(staging.iterdir(), key=lambda file: file.name == destination.name)
+        for file in written:
+            with open(file, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(file, destination.parent / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+# ------------------------------------------------------------------------------------------------ training cases
+def _segment_ids_by_name(segmentation_node: Any) -> Dict[str, str]:
+    """``{lower-case segment name: segment ID}`` of a segmentation node."""
+    segmentation = segmentation_node.GetSegmentation()
+    ids = [segmentation.GetNthSegmentID(index) for index in range(segmentation.GetNumberOfSegments())]
+    return {segmentation.GetSegment(segment_id).GetName().strip().lower(): segment_id for segment_id in ids}
+
+
+def case_from_nodes(volume_node: Any, segmentation_node: Optional[Any], class_names: Sequence[str],
+                    name: Optional[str] = None, allow_missing: bool = False) -> Any:
+    """A training :class:`~mednets.training.Case` from a volume node and a segmentation node of the scene.
+
+    The segments are matched to ``class_names`` BY NAME (case-insensitive, surrounding spaces ignored), so a
+    segmentation produced by a module and corrected in the Segment Editor maps back to the same label values:
+    ``class_names[i]`` gets label ``i + 1`` and everything else is background (0). Segments whose names are not in
+    ``class_names`` are ignored.
+
+    Args:
+        volume_node: the image (scalar or vector volume node); its grid is the case's grid.
+        segmentation_node: the reference segmentation, or ``None`` for an unlabelled case (prediction only).
+        class_names: the model's class names, in label order.
+        name: the case name (default: the volume node's name).
+        allow_missing: when False (default), a class without a segment raises ``ValueError`` naming it; when True the
+            class is simply absent (its voxels stay background), e.g. a kidney removed by nephrectomy.
+
+    Returns:
+        A ``Case`` with ``image`` ``(C, K, J, I)`` float32, ``label`` ``(K, J, I)``, spacing in array-axis order, and
+        ``extra`` holding the source node IDs and the volume's ``ijk_to_ras``. The scene is not modified.
+    """
+    from mednets.training.data import Case  # the training package imports torch: keep it off the import path
+
+    _require(volume_node, "vtkMRMLVolumeNode", "volume_node")
+    volume = volume_from_node(volume_node)
+    image = volume.array
+    image = np.moveaxis(image, -1, 0) if volume.is_vector else image[np.newaxis]
+    label = None
+    if segmentation_node is not None:
+        _require(segmentation_node, "vtkMRMLSegmentationNode", "segmentation_node")
+        by_name = _segment_ids_by_name(segmentation_node)
+        wanted = [(value + 1, by_name.get(str(class_name).strip().lower())) for value, class_name in
+                  enumerate(class_names)]
+        missing = [class_names[value - 1] for value, segment_id in wanted if segment_id is None]
+        if missing and not allow_missing:
+            raise ValueError(f"segmentation '{segmentation_node.GetName()}' has no segment named "
+                             f"{', '.join(repr(m) for m in missing)}; segments present: {sorted(by_name)}. "
+                             "Rename the segments to the model's class names or allow missing classes.")
+        present = [(value, segment_id) for value, segment_id in wanted if segment_id is not None]
+        exported, mapping = labelmap_from_segmentation(segmentation_node, volume_node,
+                                                       [segment_id for _, segment_id in present])
+        label = np.zeros(exported.shape, dtype=np.uint8 if len(class_names) < 256 else np.int32)
+        exported_to_class = {index + 1: value for index, (value, _) in enumerate(present)}
+        for exported_value, class_value in exported_to_class.items():
+            label[exported == exported_value] = class_value
+    return Case(name=name or volume_node.GetName(), image=image, label=label, spacing=volume.spacing,
+                extra={"volume_node_id": volume_node.GetID(),
+                       "segmentation_node_id": None if segmentation_node is None else segmentation_node.GetID(),
+                       "ijk_to_ras": volume.ijk_to_ras.copy(), "class_names": list(class_names)})

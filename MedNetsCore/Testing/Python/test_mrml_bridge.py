@@ -526,3 +526,50 @@ def test_table_round_trip_from_rows_and_columns(scene, tmp_path):
     reader.SetFileName(os.path.join(str(tmp_path), "findings.tsv"))
     assert reader.ReadData(loaded) == 1
     assert mrml.table_to_rows(loaded)[0] == back[0]
+
+
+def test_case_from_nodes_maps_segments_by_name(scene):
+    reference = mrml.new_volume_node(oblique_volume(), scene, "CT")
+    labels = label_map()
+    segmentation_node = mrml.new_segmentation_node(labels, reference, SEGMENTS, name="Organs")
+    values = {name: value for value, name, *_ in SEGMENTS}
+    before = node_ids(scene)
+    case = mrml.case_from_nodes(reference, segmentation_node, ["Liver", " spleen "])
+    assert node_ids(scene) == before
+    assert case.name == "CT" and case.image.shape == (1,) + SHAPE and case.label.shape == SHAPE
+    np.testing.assert_allclose(case.spacing, mrml.volume_from_node(reference).spacing)
+    np.testing.assert_array_equal(case.label == 1, labels == values["liver"])
+    np.testing.assert_array_equal(case.label == 2, labels == values["spleen"])
+    assert set(np.unique(case.label)) <= {0, 1, 2}
+    assert case.extra["volume_node_id"] == reference.GetID()
+
+    with pytest.raises(ValueError, match="no segment named 'kidney'"):
+        mrml.case_from_nodes(reference, segmentation_node, ["liver", "kidney"])
+    partial = mrml.case_from_nodes(reference, segmentation_node, ["kidney", "liver"], allow_missing=True)
+    assert not np.any(partial.label == 1)
+    np.testing.assert_array_equal(partial.label == 2, labels == values["liver"])
+    unlabelled = mrml.case_from_nodes(reference, None, ["liver"], name="new case")
+    assert unlabelled.label is None and unlabelled.name == "new case"
+    with pytest.raises(TypeError):
+        mrml.case_from_nodes(segmentation_node, None, ["liver"])
+
+
+def test_save_node_writes_atomically_and_leaves_scene_unchanged(scene, tmp_path):
+    reference = mrml.new_volume_node(oblique_volume(), scene, "CT")
+    segmentation_node = mrml.new_segmentation_node(label_map(), reference, SEGMENTS, name="Organs")
+    table = mrml.new_table_node({"organ": ["liver"], "dice": [0.9]}, scene=scene)
+    before = node_ids(scene)
+    seg_path = mrml.save_node(segmentation_node, tmp_path / "out" / "organs.seg.nrrd")
+    vol_path = mrml.save_node(reference, tmp_path / "out" / "ct.nrrd")
+    table_path = mrml.save_node(table, tmp_path / "out" / "metrics.csv")
+    assert node_ids(scene) == before
+    assert segmentation_node.GetStorageNode() is None
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ct.nrrd", "metrics.csv", "metrics.schema.csv", "organs.seg.nrrd"]
+    assert "liver" in table_path.read_text()
+    loaded = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "loaded")
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    scene.AddNode(reader)
+    reader.SetFileName(str(seg_path))
+    assert reader.ReadData(loaded) == 1
+    assert segment_summary(loaded) == segment_summary(segmentation_node)
+    np.testing.assert_array_equal(mrml.volume_from_node(reference).array, io.read_volume(vol_path).array)

@@ -159,6 +159,21 @@ def test_foreground_patches_contain_the_requested_voxel_and_classes_are_balanced
     assert rare_random < 0.1  # expected 36 / 35**2 ~ 3 %
 
 
+def test_negative_background_patches_avoid_foreground():
+    label = np.zeros((40, 40), dtype=np.uint8)
+    label[:20, :20] = 1  # a quarter of the image is foreground
+    case = Case.from_volume("quarter", np.zeros((40, 40)), label)
+    random_patches = PatchSampler([case], (8, 8), foreground_fraction=0.0, seed=3)
+    negative_patches = PatchSampler([case], (8, 8), foreground_fraction=0.0, seed=3, background="negative")
+    touched_random = sum(random_patches.sample()[1].any() for _ in range(200))
+    touched_negative = sum(negative_patches.sample()[1].any() for _ in range(200))
+    assert touched_random > 40 and touched_negative == 0
+    forced = PatchSampler([case], (8, 8), foreground_fraction=1.0, seed=3, background="negative")
+    assert all(forced.sample()[1].any() for _ in range(50))  # foreground patches are unaffected
+    with pytest.raises(ValueError, match="background"):
+        PatchSampler([case], (8, 8), background="empty")
+
+
 def test_batches_force_the_exact_foreground_count(monkeypatch):
     sampler = PatchSampler([_coordinate_case((12, 12))], (4, 4), foreground_fraction=0.5, seed=1)
     calls = []

@@ -53,6 +53,10 @@ class PatchSampler:
             :mod:`mednets.training.augment`).
         image_pad_value / label_pad_value: values used where a patch extends past a case smaller than the patch.
         max_locations_per_class: foreground voxels remembered per case and class (evenly subsampled beyond that).
+        background: where the patches that are not foreground-forced go: ``"random"`` (anywhere, default) or
+            ``"negative"`` (patches without any foreground voxel, as the "negative background sub-volumes" of
+            Taghanaki et al., Combo loss, 2019, sec. 3a; up to ``negative_attempts`` random draws are tried, then the
+            draw with the fewest foreground voxels is kept).
 
     Patches: image ``(C, *patch_size)`` float32, label ``(*patch_size)`` of the cases' label dtype and, when the cases
     have weight maps, weight ``(*patch_size)`` float32. :meth:`next_batch` stacks them into torch tensors
@@ -61,7 +65,8 @@ class PatchSampler:
 
     def __init__(self, cases: Sequence[Case], patch_size: Sequence[int], foreground_fraction: float = 0.5,
                  classes: Optional[Sequence[int]] = None, seed: int = 0, augment: Optional[Callable] = None,
-                 image_pad_value: float = 0.0, label_pad_value: int = 0, max_locations_per_class: int = 10000) -> None:
+                 image_pad_value: float = 0.0, label_pad_value: int = 0, max_locations_per_class: int = 10000,
+                 background: str = "random", negative_attempts: int = 20) -> None:
         self.cases: List[Case] = list(cases)
         check_compatible_cases(self.cases, require_labels=True)
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -75,6 +80,12 @@ class PatchSampler:
         if any(weighted) and not all(weighted):
             raise ValueError("either every case or no case must have a weight map")
         self.has_weights = all(weighted)
+        if background not in ("random", "negative"):
+            raise ValueError(f"background must be 'random' or 'negative', got {background!r}")
+        if negative_attempts < 1:
+            raise ValueError(f"negative_attempts must be >= 1, got {negative_attempts}")
+        self.background = background
+        self.negative_attempts = int(negative_attempts)
         self.foreground_fraction = float(foreground_fraction)
         self.augment = augment
         self.image_pad_value = float(image_pad_value)
@@ -152,6 +163,23 @@ class PatchSampler:
         out[tuple(dst)] = array[tuple(src)]
         return out
 
+    def _foreground_count(self, case: Case, start: Sequence[int]) -> int:
+        label = self._crop(case.label, start, self.label_pad_value, leading=0)
+        return int(np.count_nonzero(np.isin(label, self.classes)))
+
+    def _negative_start(self, case: Case, start: Tuple[int, ...]) -> Tuple[int, ...]:
+        """A patch start without foreground: the first of up to ``negative_attempts`` random draws that has none,
+        else the draw with the fewest foreground voxels."""
+        best, best_count = start, self._foreground_count(case, start)
+        for _ in range(self.negative_attempts - 1):
+            if best_count == 0:
+                break
+            candidate = self._patch_start(case, None)
+            count = self._foreground_count(case, candidate)
+            if count < best_count:
+                best, best_count = candidate, count
+        return best
+
     def sample(self, foreground: Optional[bool] = None) -> Tuple[np.ndarray, ...]:
         """Draw one patch: ``(image, label)`` or ``(image, label, weight)``.
 
@@ -171,6 +199,8 @@ class PatchSampler:
             flat = int(locations[int(self._rng.integers(len(locations)))])
             centre = tuple(int(i) for i in np.unravel_index(flat, case.spatial_shape))
         start = self._patch_start(case, centre)
+        if not foreground and self.background == "negative":
+            start = self._negative_start(case, start)
         image = self._crop(case.image, start, self.image_pad_value, leading=1)
         label = self._crop(case.label, start, self.label_pad_value, leading=0)
         weight = self._crop(case.weight, start, 0.0, leading=0) if self.has_weights else None
