@@ -53,6 +53,7 @@ __all__ = [
     "cached_path",
     "resolve",
     "import_weights",
+    "local_checkpoint_sources",
 ]
 
 #: Environment variable that overrides the cache folder.
@@ -478,3 +479,34 @@ def import_weights(file: PathLike, name: Optional[str] = None, destination_dir: 
     if registry is not None:
         registry.add(source, replace=replace)
     return source
+
+
+def local_checkpoint_sources(folders: Iterable[PathLike], module: str) -> List[ModelSource]:
+    """Local mednets checkpoints of ``module`` found in ``folders`` (``*.safetensors``, not recursive).
+
+    Only the metadata block is read (fast, no tensors); files of other modules and files that are not mednets
+    checkpoints are skipped. Training outputs (``best.safetensors`` in a run folder) are named after their folder.
+    Missing folders are ignored. Sources come sorted by name.
+    """
+    from mednets.checkpoints import CheckpointError, read_checkpoint_metadata  # lazy: pulls in torch
+
+    found: Dict[str, ModelSource] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.safetensors")):
+            try:
+                meta = read_checkpoint_metadata(path)
+            except (CheckpointError, OSError, ValueError):
+                continue
+            if meta.module != module:
+                continue
+            name = f"{folder.name}/{path.stem}" if path.stem in ("best", "last") else path.stem
+            training = meta.extra.get("training", {}) if isinstance(meta.extra, dict) else {}
+            details = ", ".join(f"{k} {v:.3g}" for k, v in (training.get("metrics") or {}).items()
+                                if isinstance(v, (int, float)))
+            found.setdefault(name, ModelSource(
+                name=name, path=str(path.resolve()), module=module, architecture=meta.architecture,
+                description=meta.training_data or (f"trained weights ({details})" if details else "user weights")))
+    return [found[name] for name in sorted(found)]

@@ -246,3 +246,24 @@ def test_import_converts_legacy_weights_with_metadata(tmp_path):
     state_dict, meta = load_checkpoint(source.path, expected_sha256=source.sha256)
     assert torch.equal(state_dict["w"], torch.full((3,), 2.0))
     assert meta.module == _MODULE and source.architecture == "tiny_cnn"
+
+
+def test_local_checkpoint_sources_lists_only_the_modules_checkpoints(tmp_path):
+    import torch
+
+    from mednets.checkpoints import CheckpointMetadata, save_checkpoint
+    from mednets.sources import local_checkpoint_sources
+
+    model = torch.nn.Linear(2, 1)
+    run = tmp_path / "run-1"
+    save_checkpoint(run / "best.safetensors", model,
+                    CheckpointMetadata(architecture="lin", module="OrganCombo",
+                                       extra={"training": {"metrics": {"dice": 0.91}}}))
+    save_checkpoint(tmp_path / "mine.safetensors", model,
+                    CheckpointMetadata(architecture="lin", module="OrganCombo", training_data="my 12 cases"))
+    save_checkpoint(tmp_path / "other.safetensors", model, CheckpointMetadata(architecture="x", module="Other"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    sources = local_checkpoint_sources([tmp_path, run, tmp_path / "missing"], "OrganCombo")
+    assert [s.name for s in sources] == ["mine", "run-1/best"]
+    assert sources[0].description == "my 12 cases" and "dice 0.91" in sources[1].description
+    assert all(Path(s.path).is_file() and s.architecture == "lin" for s in sources)

@@ -603,3 +603,26 @@ def test_fit_restores_global_determinism_setting():
             lambda model: {"x": float(seen.append(torch.are_deterministic_algorithms_enabled()) or 0)}, config).fit()
     assert seen == [True]
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def test_write_training_case_round_trip_and_never_overwrites(tmp_path):
+    from mednets.image import Volume
+    from mednets.training import training_folder_cases, write_training_case
+
+    rng = np.random.default_rng(0)
+    volume = Volume(rng.normal(size=(4, 5, 6)).astype(np.float32), spacing=(3.0, 1.5, 1.0))
+    labels = (rng.random((4, 5, 6)) > 0.7).astype(np.int64) * 2
+    first = write_training_case(tmp_path, "patient 1/a", volume, labels)
+    second = write_training_case(tmp_path, "patient 1/a", volume, labels)
+    assert [p.name for p in first] == ["patient_1_a_image.nrrd", "patient_1_a_label.nrrd"]
+    assert [p.name for p in second] == ["patient_1_a_2_image.nrrd", "patient_1_a_2_label.nrrd"]
+    cases = training_folder_cases(tmp_path)
+    assert cases.names == ["patient_1_a", "patient_1_a_2"]
+    case = cases[0]
+    np.testing.assert_allclose(case.image[0], volume.array)
+    np.testing.assert_array_equal(case.label, labels)
+    np.testing.assert_allclose(case.spacing, (3.0, 1.5, 1.0))
+    with pytest.raises(ValueError, match="shape"):
+        write_training_case(tmp_path, "bad", volume, labels[:-1])
+    with pytest.raises(ValueError, match="integer"):
+        write_training_case(tmp_path, "bad", volume, labels.astype(float))

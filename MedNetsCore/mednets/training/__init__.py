@@ -14,7 +14,8 @@ Typical use::
 from __future__ import annotations
 
 from mednets.training.augment import AugmentHook, Compose, GaussianNoise, RandomFlip
-from mednets.training.data import Case, FolderCases, InMemoryCases
+from mednets.training.data import (TRAINING_IMAGE_PATTERN, TRAINING_LABEL_PATTERN, Case, FolderCases, InMemoryCases,
+                                   training_folder_cases, write_training_case)
 from mednets.training.engine import (BEST_CHECKPOINT, LAST_CHECKPOINT, STATE_FILE, Trainer, TrainingConfig,
                                      TrainingDivergedError, TrainingResult)
 from mednets.training.history import TrainingHistory, plot_history
@@ -29,6 +30,10 @@ __all__ = [
     "Case",
     "FolderCases",
     "InMemoryCases",
+    "TRAINING_IMAGE_PATTERN",
+    "TRAINING_LABEL_PATTERN",
+    "training_folder_cases",
+    "write_training_case",
     "BEST_CHECKPOINT",
     "LAST_CHECKPOINT",
     "STATE_FILE",

@@ -263,3 +263,55 @@ class FolderCases(Sequence[Case]):
         return Case(name=name, image=image, label=label, spacing=spacing,
                     extra={"image_files": [str(p) for p in self.image_files[index]],
                            "label_file": str(label_path) if label_path is not None else None})
+
+
+#: File layout of a training folder written by :func:`write_training_case` (what the modules' "add current case to
+#: the training set" produces and what their Train panels read by default).
+TRAINING_IMAGE_PATTERN = "*_image.nrrd"
+TRAINING_LABEL_PATTERN = "*_label.nrrd"
+
+
+def _safe_case_name(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "-." else "_" for c in str(name).strip())
+    return cleaned.strip("._") or "case"
+
+
+def write_training_case(folder: PathLike, name: str, image: Any, labels: np.ndarray,
+                        overwrite: bool = False) -> Tuple[Path, Path]:
+    """Add one labelled case to a training folder: ``<name>_image.nrrd`` and ``<name>_label.nrrd`` (atomic writes).
+
+    Args:
+        folder: the training folder (created if missing).
+        name: case name; characters other than letters, digits, ``-`` and ``.`` become ``_``.
+        image: a :class:`mednets.image.Volume` (its geometry is written with the label map too).
+        labels: integer label map on the image's grid, array-axis order.
+        overwrite: replace an existing case of that name; otherwise a numbered name is chosen (``name_2``, ...),
+            so nothing the user added before is lost.
+
+    Returns:
+        The two paths written. :class:`FolderCases` with :data:`TRAINING_IMAGE_PATTERN` and
+        :data:`TRAINING_LABEL_PATTERN` reads them back.
+    """
+    from mednets.io import write_volume  # lazy: SimpleITK
+
+    labels = np.asarray(labels)
+    if labels.shape != image.array.shape[:3]:
+        raise ValueError(f"label map shape {labels.shape} differs from the image grid {image.array.shape[:3]}")
+    if labels.dtype.kind not in "iub":
+        raise ValueError(f"the label map must be integer, got dtype {labels.dtype}")
+    folder = Path(folder)
+    base = _safe_case_name(name)
+    candidate, number = base, 1
+    while not overwrite and ((folder / f"{candidate}_image.nrrd").exists()
+                             or (folder / f"{candidate}_label.nrrd").exists()):
+        number += 1
+        candidate = f"{base}_{number}"
+    label_volume = image.with_array(labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.int32))
+    image_path = write_volume(image, folder / f"{candidate}_image.nrrd")
+    label_path = write_volume(label_volume, folder / f"{candidate}_label.nrrd")
+    return image_path, label_path
+
+
+def training_folder_cases(folder: PathLike) -> "FolderCases":
+    """The cases of a training folder in the layout of :func:`write_training_case`."""
+    return FolderCases(folder, TRAINING_IMAGE_PATTERN, TRAINING_LABEL_PATTERN)
