@@ -6,7 +6,7 @@ label names. Shapes are built in millimetres, so a phantom keeps its anatomy whe
 
 The building blocks here (ellipsoids, irregular "lumpy" blobs, correlated texture, scanner-like noise and blur, a CT
 torso) are shared; each module adds the phantom of its own task on top of them (lymph nodes in the axilla, aneurysms on
-vessels, ...).
+vessels, ...). The Combo-loss phantoms (whole-body PET with five organs, prostate MRI, echocardiography) live here too.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ __all__ = [
     "ct_torso_phantom",
     "blob_phantom",
     "HU",
+    "pet_whole_body_phantom",
+    "mri_prostate_phantom",
+    "ultrasound_lv_phantom",
+    "PET_ORGANS",
+    "KJI_LPS_DIRECTIONS",
 ]
 
 Spacing = Tuple[float, ...]
@@ -270,3 +275,481 @@ def blob_phantom(
     image = add_scanner_noise(image, noise_rng, noise_std=noise_std, blur_mm=min(spacing), spacing=spacing)
     return PhantomCase(image=image.astype(np.float32), labels=labels, spacing=spacing,
                        label_names={1: "blob"}, modality="synthetic", extra={"centers_mm": centers})
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Combo-loss paper phantoms (Taghanaki et al. 2019): whole-body PET with five organs, prostate MRI, echocardiography.
+
+#: Direction cosines (columns: RAS unit vectors of the I, J, K array axes) of the PET and MRI phantoms below: i runs
+#: right -> left, j anterior -> posterior, k inferior -> superior (the ``ct_torso_phantom`` convention; "LPS" axes).
+#: Pass it as ``mednets.image.Volume(case.image, spacing=case.spacing, directions_ras=KJI_LPS_DIRECTIONS)``.
+KJI_LPS_DIRECTIONS = np.diag([-1.0, -1.0, 1.0])
+
+#: Label values of :func:`pet_whole_body_phantom` (the organ order of the Combo-loss paper, Table 4).
+PET_ORGANS: Dict[int, str] = {1: "brain", 2: "heart", 3: "left kidney", 4: "right kidney", 5: "bladder"}
+
+# Patient anatomy for a patient of size 1 (about 1.75 m): centre (z mm below the vertex, y mm posterior of the body
+# axis, x mm to the patient's LEFT) and semi-axes (z, y, x) in mm. z and the z semi-axis scale with the patient's
+# height, x and y with the girth.
+_PET_ANATOMY: Dict[str, Tuple[Tuple[float, float, float], Tuple[float, float, float]]] = {
+    "brain": ((85.0, 5.0, 0.0), (58.0, 76.0, 60.0)),
+    "heart": ((470.0, -30.0, 30.0), (58.0, 45.0, 55.0)),
+    "left kidney": ((615.0, 50.0, 65.0), (55.0, 25.0, 28.0)),
+    "right kidney": ((635.0, 50.0, -65.0), (55.0, 25.0, 28.0)),  # the right kidney sits lower (liver)
+    "bladder": ((830.0, -35.0, 0.0), (32.0, 35.0, 40.0)),
+    "lung_left": ((455.0, 10.0, 85.0), (125.0, 75.0, 55.0)),
+    "lung_right": ((450.0, 10.0, -85.0), (130.0, 75.0, 60.0)),
+    "liver": ((560.0, -5.0, -75.0), (75.0, 80.0, 85.0)),
+    "spleen": ((590.0, 50.0, 112.0), (50.0, 40.0, 28.0)),
+}
+# Trunk outline: (z, lateral semi-axis, antero-posterior semi-axis, AP centre offset) in mm, linearly interpolated.
+_PET_TRUNK = np.array([
+    (190.0, 45.0, 50.0, 20.0), (280.0, 55.0, 58.0, 20.0), (330.0, 175.0, 110.0, 0.0), (470.0, 160.0, 115.0, 0.0),
+    (600.0, 150.0, 110.0, 0.0), (700.0, 145.0, 105.0, 0.0), (820.0, 165.0, 105.0, 0.0), (900.0, 165.0, 100.0, 0.0),
+])
+_PET_HEAD = ((115.0, 5.0, 0.0), (118.0, 98.0, 80.0))  # centre (z, y, x), semi-axes (z, y, x)
+_PET_CROTCH_Z = 900.0
+
+
+def _box_mask(shape: Sequence[int], spacing: Sequence[float], centre_mm: Sequence[float],
+              half_extent_mm: Sequence[float], make) -> np.ndarray:
+    """Full-size boolean mask from ``make(sub_shape, sub_centre_mm)`` evaluated only in the box ``centre +- half``.
+
+    Evaluating a shape on its bounding box only keeps the organ phantoms fast; ``make`` must draw the same random
+    numbers whatever the box size (the helpers above do), so the anatomy stays independent of the grid.
+    """
+    mask = np.zeros(tuple(shape), dtype=bool)
+    lows = [max(int(np.floor((c - h) / s)), 0) for c, h, s in zip(centre_mm, half_extent_mm, spacing)]
+    highs = [min(int(np.ceil((c + h) / s)) + 1, n) for c, h, s, n in zip(centre_mm, half_extent_mm, spacing, shape)]
+    sub_centre = [c - low * s for c, low, s in zip(centre_mm, lows, spacing)]
+    if any(high <= low for low, high in zip(lows, highs)):  # outside the grid: still draw the same random numbers
+        make([1] * len(shape), sub_centre)
+        return mask
+    mask[tuple(slice(low, high) for low, high in zip(lows, highs))] = make(
+        [high - low for low, high in zip(lows, highs)], sub_centre)
+    return mask
+
+
+def _organ_mask(shape, spacing, centre_mm, radii_mm, rng, irregularity=0.1) -> np.ndarray:
+    """Lumpy ellipsoid (``lumpy_blob_mask`` with ``elongation = radii``) evaluated on its bounding box."""
+    half = [r * (1.0 + irregularity) + s for r, s in zip(radii_mm, spacing)]
+    return _box_mask(shape, spacing, centre_mm, half, lambda sub_shape, sub_centre: lumpy_blob_mask(
+        sub_shape, sub_centre, 1.0, rng, spacing, irregularity=irregularity, elongation=radii_mm))
+
+
+def _ellipsoid_in_box(shape, spacing, centre_mm, radii_mm) -> np.ndarray:
+    half = [r + s for r, s in zip(radii_mm, spacing)]
+    return _box_mask(shape, spacing, centre_mm, half,
+                     lambda sub_shape, sub_centre: ellipsoid_mask(sub_shape, sub_centre, radii_mm, spacing))
+
+
+def _pet_outline(z: np.ndarray, height: float, girth: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Trunk/neck semi-axes (lateral, AP) and AP centre offset in mm at depths ``z`` below the vertex (0 outside)."""
+    table = _PET_TRUNK
+    zs = table[:, 0] * height
+    inside = (z >= zs[0]) & (z <= zs[-1])
+    lateral, ap, offset = (np.where(inside, np.interp(z, zs, table[:, c]), 0.0) * girth for c in (1, 2, 3))
+    return lateral, ap, offset
+
+
+def _pet_body_mask(shape, spacing, vertex_k, centre_j, centre_i, height, girth, arms) -> np.ndarray:
+    """Body outline: head ellipsoid, neck and trunk with elliptical cross-sections, two legs, optional arms."""
+    grid_k, grid_j, grid_i = physical_grid(shape, spacing)
+    z = vertex_k - grid_k  # (K, 1, 1) mm below the vertex
+    y, x = grid_j - centre_j, grid_i - centre_i  # posterior / patient-left offsets
+    lateral, ap, offset = _pet_outline(z, height, girth)
+    body = (x / np.maximum(lateral, 1e-3)) ** 2 + ((y - offset) / np.maximum(ap, 1e-3)) ** 2 <= 1.0
+    body &= lateral > 0
+    (hz, hy, hx), (rz, ry, rx) = _PET_HEAD
+    body |= (((z - hz * height) / (rz * height)) ** 2 + ((y - hy * girth) / (ry * girth)) ** 2
+             + ((x - hx * girth) / (rx * girth)) ** 2) <= 1.0
+    legs_z = z > _PET_CROTCH_Z * height
+    taper = np.clip((z - _PET_CROTCH_Z * height) / (250.0 * height), 0.0, 1.0)
+    leg_lateral, leg_ap = (75.0 - 15.0 * taper) * girth, (80.0 - 10.0 * taper) * girth
+    for side in (-1.0, 1.0):
+        body |= legs_z & (((x - side * 85.0 * girth) / leg_lateral) ** 2 + (y / leg_ap) ** 2 <= 1.0)
+    if arms:
+        arm_z = (z >= 330.0 * height) & (z <= 950.0 * height)
+        for side in (-1.0, 1.0):
+            body |= arm_z & (((x - side * 210.0 * girth) / (40.0 * girth)) ** 2 + (y / (45.0 * girth)) ** 2 <= 1.0)
+    return body
+
+
+def _inside_ellipsoid(point, centre, radii, margin=0.0) -> bool:
+    return sum(((p - c) / (r + margin)) ** 2 for p, c, r in zip(point, centre, radii)) <= 1.0
+
+
+def pet_whole_body_phantom(
+    seed: int = 0,
+    shape: Sequence[int] = (128, 52, 72),
+    spacing: Sequence[float] = (8.0, 6.0, 6.0),
+    num_hot_spots: int = 6,
+    missing_organ_probability: float = 0.0,
+    noise_level: float = 0.15,
+    resolution_fwhm_mm: float = 8.0,
+    arms: bool = False,
+) -> PhantomCase:
+    """A whole-body FDG-PET-like volume in SUV with the five organs of the Combo-loss paper labelled.
+
+    Orientation: array axes (K, J, I) with k inferior -> superior (the head at high k), j anterior -> posterior and
+    i right -> left (:data:`KJI_LPS_DIRECTIONS`, also in ``extra["directions_ras"]``): the patient's LEFT kidney has
+    the larger i. The default grid, 128 x 52 x 72 voxels of 8 x 6 x 6 mm (1024 x 312 x 432 mm), covers the vertex to
+    the upper thighs and is small enough for CPU training; anatomy is defined in mm, so other grids show the same
+    patient (organs outside a smaller field of view are cut off; at the largest patient sizes the bladder reaches
+    the lower edge of the default field).
+
+    Content (SUV ranges are per-patient random draws):
+
+    * labels 1..5 (:data:`PET_ORGANS`): brain 8-12, heart 4-8 (myocardium; a 1.2-2 SUV blood pool inside the label),
+      left and right kidney 4-6 (the right one lower, both posterior at the lumbar level), bladder 10-30 (pelvis);
+    * unlabelled: body background 0.5-1, lungs 0.3-0.5, liver 2-3 (right upper abdomen), spleen 1.5-2.2, spine
+      (marrow) 1.2-1.8, and ``num_hot_spots`` small hot spots (4-9 mm radius, 3-12 SUV: lesions / normal activity)
+      in the neck and trunk, kept away from the labelled organs: the false positives a PET organ model must reject;
+    * ``missing_organ_probability``: each organ independently shows no uptake (painted as background) and is then
+      NOT labelled (the paper's "missing organs"); names in ``extra["missing_organs"]``.
+
+    Pose and size: a patient scale U(0.85, 1.15) (height; girth the same +-5 %), organ sizes +-10 % (bladder filling
+    0.7-1.3 per axis), organ positions +-8 mm, table shifts of +-15 mm (left-right) and +-10 mm (antero-posterior),
+    and the vertex 5-40 mm below the top of the field of view (less when the patient would not fit). No rotation.
+    ``arms=False`` (default) is the arms-up acquisition (arm-less trunk); ``arms=True`` adds arms alongside the trunk
+    (they need a field of view of about 520 mm, wider than the default 432 mm, else they are cut).
+
+    Image formation: multiplicative tissue texture (10 %), Gaussian point-spread blur of FWHM ``resolution_fwhm_mm``,
+    then Poisson-like noise whose standard deviation is ``noise_level * sqrt(SUV)`` (spatially correlated over about
+    half the FWHM), clipped at 0.
+
+    Returns:
+        PhantomCase (modality "PET") with extra: ``directions_ras``, ``hot_spots_mm`` (centres, array-axis mm),
+        ``hot_spot_mask``, ``body_mask``, ``unlabelled_masks`` (liver, spleen, lungs), ``missing_organs``,
+        ``uptake_suv`` (organ -> SUV drawn), ``patient_scale``.
+    """
+    if len(shape) != 3 or len(spacing) != 3:
+        raise ValueError(f"pet_whole_body_phantom is 3D: got shape {tuple(shape)} and spacing {tuple(spacing)}.")
+    if not 0.0 <= missing_organ_probability <= 1.0:
+        raise ValueError(f"missing_organ_probability must lie in [0, 1], got {missing_organ_probability}")
+    if num_hot_spots < 0:
+        raise ValueError(f"num_hot_spots must be >= 0, got {num_hot_spots}")
+    shape, spacing = tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
+    rng, noise_rng = _anatomy_and_noise_rngs(seed)
+    k_len, j_len, i_len = [n * s for n, s in zip(shape, spacing)]
+
+    # Patient size and position on the table.
+    height = rng.uniform(0.85, 1.15)
+    girth = height * rng.uniform(0.95, 1.05)
+    needed = (_PET_ANATOMY["bladder"][0][0] + 2.0 * _PET_ANATOMY["bladder"][1][0]) * height
+    top_margin = min(rng.uniform(5.0, 40.0), max(k_len - needed, 0.0))
+    vertex_k = k_len - spacing[0] - top_margin
+    centre_j = j_len / 2.0 + rng.uniform(-10.0, 10.0)
+    centre_i = i_len / 2.0 + rng.uniform(-15.0, 15.0)
+
+    def to_array(z, y, x):
+        return (vertex_k - z, centre_j + y, centre_i + x)
+
+    def placed(name, size_range=(0.9, 1.1), shift=8.0):
+        (z, y, x), (rz, ry, rx) = _PET_ANATOMY[name]
+        centre = to_array(z * height + rng.uniform(-shift, shift), y * girth + rng.uniform(-shift, shift) * 0.6,
+                          x * girth + rng.uniform(-shift, shift) * 0.6)
+        radii = (rz * height * rng.uniform(*size_range), ry * girth * rng.uniform(*size_range),
+                 rx * girth * rng.uniform(*size_range))
+        return centre, radii
+
+    layout = {name: placed(name) for name in _PET_ANATOMY if name != "bladder"}
+    layout["bladder"] = placed("bladder", size_range=(0.7, 1.3))
+    uptake = {
+        "background": rng.uniform(0.5, 1.0), "lung": rng.uniform(0.3, 0.5), "liver": rng.uniform(2.0, 3.0),
+        "spleen": rng.uniform(1.5, 2.2), "spine": rng.uniform(1.2, 1.8), "blood": rng.uniform(1.2, 2.0),
+        "brain": rng.uniform(8.0, 12.0), "heart": rng.uniform(4.0, 8.0), "left kidney": rng.uniform(4.0, 6.0),
+        "right kidney": rng.uniform(4.0, 6.0), "bladder": rng.uniform(10.0, 30.0),
+    }
+    missing = [name for name in PET_ORGANS.values() if rng.uniform() < missing_organ_probability]
+
+    body = _pet_body_mask(shape, spacing, vertex_k, centre_j, centre_i, height, girth, arms)
+    (head_z, head_y, head_x), (head_rz, head_ry, head_rx) = _PET_HEAD
+    head_centre = to_array(head_z * height, head_y * girth, head_x * girth)
+    head_radii = (head_rz * height, head_ry * girth, head_rx * girth)
+    image = np.zeros(shape, dtype=np.float32)
+    labels = np.zeros(shape, dtype=np.uint8)
+    image[body] = uptake["background"]
+
+    unlabelled = {}
+    for name, tissue in (("lung_left", "lung"), ("lung_right", "lung"), ("liver", "liver"), ("spleen", "spleen")):
+        centre, radii = layout[name]
+        mask = _organ_mask(shape, spacing, centre, radii, rng, irregularity=0.1) & body
+        image[mask] = uptake[tissue]
+        unlabelled[name] = mask
+    spine_top, spine_bottom = vertex_k - 300.0 * height, vertex_k - 880.0 * height
+    spine = _ellipsoid_in_box(shape, spacing, ((spine_top + spine_bottom) / 2, centre_j + 70.0 * girth, centre_i),
+                              ((spine_top - spine_bottom) / 2, 15.0 * girth, 15.0 * girth)) & body
+    image[spine] = uptake["spine"]
+
+    organ_centres = {}
+    for value, name in PET_ORGANS.items():
+        centre, radii = layout[name]
+        organ_centres[name] = (centre, radii)
+        mask = _organ_mask(shape, spacing, centre, radii, rng, irregularity=0.08) & body & (labels == 0)
+        if name == "brain":  # inside the skull: at least 12 mm from the head's surface
+            mask &= _ellipsoid_in_box(shape, spacing, head_centre, [r - 12.0 for r in head_radii])
+        if name in missing:
+            image[mask] = uptake["background"]
+            continue
+        image[mask] = uptake[name]
+        if name == "heart":  # blood pool inside the myocardium
+            pool = _ellipsoid_in_box(shape, spacing, centre, [0.6 * r for r in radii]) & mask
+            image[pool] = uptake["blood"]
+        labels[mask] = value
+    for name, mask in unlabelled.items():
+        unlabelled[name] = mask & (labels == 0)
+
+    # Hot spots: inside the neck/trunk, at least 10 mm (plus their radius) away from every labelled organ.
+    hot_spots, hot_mask = [], np.zeros(shape, dtype=bool)
+    for _ in range(num_hot_spots):
+        for _attempt in range(50):
+            radius, suv = rng.uniform(4.0, 9.0), rng.uniform(3.0, 12.0)
+            z = rng.uniform(180.0, 880.0) * height
+            lateral, ap, offset = (float(v) for v in _pet_outline(np.array(z), height, girth))
+            angle, fraction = rng.uniform(0.0, 2.0 * np.pi), np.sqrt(rng.uniform(0.0, 0.7 ** 2))
+            point = to_array(z, offset + fraction * ap * np.sin(angle), fraction * lateral * np.cos(angle))
+            if lateral <= 0 or any(_inside_ellipsoid(point, c, r, margin=radius + 10.0)
+                                   for c, r in organ_centres.values()):
+                continue
+            spot = _organ_mask(shape, spacing, point, (radius,) * 3, rng, irregularity=0.15) & body & (labels == 0)
+            image[spot] = suv
+            hot_mask |= spot
+            hot_spots.append(tuple(float(p) for p in point))
+            break
+
+    texture = correlated_noise(shape, 10.0, noise_rng, spacing)
+    image *= 1.0 + 0.1 * texture
+    image = add_scanner_noise(image, noise_rng, noise_std=0.0, blur_mm=resolution_fwhm_mm / 2.3548, spacing=spacing)
+    if noise_level > 0:
+        counts_noise = correlated_noise(shape, 0.5 * resolution_fwhm_mm / 2.3548, noise_rng, spacing)
+        image += noise_level * np.sqrt(np.clip(image, 0.0, None)) * counts_noise
+    image = np.clip(image, 0.0, None).astype(np.float32)
+    return PhantomCase(image=image, labels=labels, spacing=spacing, label_names=dict(PET_ORGANS), modality="PET",
+                       extra={"directions_ras": KJI_LPS_DIRECTIONS.copy(), "hot_spots_mm": hot_spots,
+                              "hot_spot_mask": hot_mask, "body_mask": body, "unlabelled_masks": unlabelled,
+                              "missing_organs": missing, "uptake_suv": uptake, "patient_scale": float(height)})
+
+
+def _rician(image: np.ndarray, rng: np.random.Generator, noise_std: float) -> np.ndarray:
+    """Magnitude of the image plus complex white Gaussian noise (Rician statistics of magnitude MR images)."""
+    if noise_std <= 0:
+        return image
+    real = image + rng.normal(0.0, noise_std, size=image.shape).astype(np.float32)
+    imaginary = rng.normal(0.0, noise_std, size=image.shape).astype(np.float32)
+    return np.sqrt(real * real + imaginary * imaginary)
+
+
+def mri_prostate_phantom(
+    seed: int = 0,
+    shape: Sequence[int] = (24, 80, 80),
+    spacing: Sequence[float] = (3.0, 2.0, 2.0),
+    noise_std: float = 0.03,
+    bias_field: float = 0.2,
+) -> PhantomCase:
+    """A T2-weighted-like axial prostate MRI (arbitrary units, fat about 0.7, urine 1.0) with the prostate labelled.
+
+    Orientation as :func:`pet_whole_body_phantom` (k inferior -> superior, j anterior -> posterior, i right -> left;
+    ``extra["directions_ras"]``). The default 24 x 80 x 80 grid of 3 x 2 x 2 mm (72 x 160 x 160 mm, a small-field
+    pelvic acquisition) is centred near the prostate.
+
+    Content: the prostate (label 1, about 15-45 ml) as a bright peripheral zone around a darker, nodular transition zone
+    (benign hyperplasia) with a dark capsule rim, flattened posteriorly by the rectum (dark wall, gas lumen); the
+    bladder (bright urine) above it, the seminal vesicles (bright, superior-posterior), the pubic bones anteriorly,
+    the obturator internus muscles laterally and the femoral heads at the edges of the field, all in bright pelvic fat.
+    The prostate border against the dark muscles and rectal wall is weak in places, which is why the paper weighs
+    false negatives more for MRI.
+
+    Image formation: multiplicative texture, a slice-profile / in-plane blur, a smooth multiplicative coil bias field
+    (``exp(bias_field * smooth field)`` with a posterior-to-anterior gradient) and Rician noise of ``noise_std``.
+    """
+    if len(shape) != 3 or len(spacing) != 3:
+        raise ValueError(f"mri_prostate_phantom is 3D: got shape {tuple(shape)} and spacing {tuple(spacing)}.")
+    shape, spacing = tuple(int(n) for n in shape), tuple(float(s) for s in spacing)
+    rng, noise_rng = _anatomy_and_noise_rngs(seed)
+    k_len, j_len, i_len = [n * s for n, s in zip(shape, spacing)]
+    size = rng.uniform(0.85, 1.25)  # prostate linear scale: about 15-45 ml
+    radii = tuple(r * size * rng.uniform(0.92, 1.08) for r in (16.0, 14.0, 21.0))  # (SI, AP, LR) semi-axes
+    centre = (k_len * 0.42 + rng.uniform(-6.0, 6.0), j_len * 0.5 + rng.uniform(-6.0, 6.0),
+              i_len * 0.5 + rng.uniform(-5.0, 5.0))
+    ck, cj, ci = centre
+
+    def at(dk, dj, di):  # offsets: superior, posterior, patient-left (mm)
+        return (ck + dk, cj + dj, ci + di)
+
+    fat, muscle, fluid, marrow, cortex = 0.7, 0.25, 1.0, 0.5, 0.05
+    image = np.full(shape, fat, dtype=np.float32)
+    texture = correlated_noise(shape, 2.0, noise_rng, spacing)
+    image *= 1.0 + 0.06 * texture
+
+    def paint(mask, value, heterogeneity=0.06):
+        image[mask] = value * (1.0 + heterogeneity * texture[mask])
+
+    for side in (-1.0, 1.0):  # femoral heads and obturator internus muscles
+        head_centre, head_radius = at(12.0, -8.0, side * 88.0), (24.0,) * 3
+        paint(_ellipsoid_in_box(shape, spacing, head_centre, head_radius), cortex)
+        paint(_ellipsoid_in_box(shape, spacing, head_centre, [r - 3.0 for r in head_radius]), marrow)
+        paint(_organ_mask(shape, spacing, at(0.0, -2.0, side * 58.0), (45.0, 38.0, 11.0), rng, 0.08), muscle)
+    pubis_centre, pubis_radii = at(-6.0, -(radii[1] + 32.0), 0.0), (20.0, 11.0, 38.0)
+    paint(_ellipsoid_in_box(shape, spacing, pubis_centre, pubis_radii), cortex)
+    paint(_ellipsoid_in_box(shape, spacing, pubis_centre, [r - 3.0 for r in pubis_radii]), marrow)
+
+    bladder_fill = rng.uniform(0.8, 1.2)
+    bladder_centre = at(radii[0] + 30.0 * bladder_fill, -8.0, 0.0)
+    bladder_radii = tuple(r * bladder_fill for r in (26.0, 35.0, 45.0))
+    paint(_organ_mask(shape, spacing, bladder_centre, [r + 3.0 for r in bladder_radii], rng, 0.05), muscle)
+    paint(_ellipsoid_in_box(shape, spacing, bladder_centre, bladder_radii), fluid, 0.02)
+    for side in (-1.0, 1.0):  # seminal vesicles
+        paint(_organ_mask(shape, spacing, at(radii[0] + 6.0, radii[1] + 2.0, side * 17.0), (8.0, 6.0, 15.0), rng,
+                          0.25), 0.85, 0.2)
+
+    rectum_centre = at(0.0, radii[1] + 15.0 * rng.uniform(0.9, 1.1), rng.uniform(-3.0, 3.0))
+    rectum_radii = (60.0, 15.0, 18.0)
+    rectum_wall = _ellipsoid_in_box(shape, spacing, rectum_centre, rectum_radii)
+    paint(rectum_wall, muscle * 1.1)
+    paint(_ellipsoid_in_box(shape, spacing, rectum_centre, (60.0, 10.0, 13.0)), 0.06, 0.3)
+
+    prostate = _organ_mask(shape, spacing, centre, radii, rng, irregularity=0.1) & ~rectum_wall
+    transition_scale = rng.uniform(0.5, 0.75)
+    transition = _organ_mask(shape, spacing, at(radii[0] * 0.15, -radii[1] * 0.2, 0.0),
+                             [r * transition_scale for r in radii], rng, irregularity=0.15) & prostate
+    paint(prostate, 0.75, 0.08)  # peripheral zone: bright
+    paint(transition, 0.38, 0.2)  # transition zone: darker, nodular
+    capsule = prostate & ~ndimage.binary_erosion(prostate, structure=np.ones((1, 3, 3), dtype=bool))
+    image[capsule] *= rng.uniform(0.45, 0.7)
+    labels = prostate.astype(np.uint8)
+
+    # Slice profile (0.4 slice) and in-plane point spread (0.6 mm), in voxels.
+    image = ndimage.gaussian_filter(image, sigma=[0.4, 0.6 / spacing[1], 0.6 / spacing[2]])
+    field = correlated_noise(shape, 60.0, noise_rng, spacing)
+    grid_k, grid_j, grid_i = physical_grid(shape, spacing)
+    gradient = (grid_j - j_len / 2.0) / j_len  # brighter posteriorly (endorectal / posterior coil elements)
+    image = image * np.exp(bias_field * (0.5 * field + gradient)).astype(np.float32)
+    image = _rician(image, noise_rng, noise_std)
+    return PhantomCase(image=image.astype(np.float32), labels=labels, spacing=spacing,
+                       label_names={1: "prostate"}, modality="MR",
+                       extra={"directions_ras": KJI_LPS_DIRECTIONS.copy(), "prostate_volume_ml":
+                              float(labels.sum() * np.prod(spacing) / 1000.0), "transition_zone": transition})
+
+
+def _speckle(shape: Sequence[int], spacing: Sequence[float], rng: np.random.Generator,
+             resolution_mm: Sequence[float]) -> np.ndarray:
+    """Fully developed speckle: the envelope of a complex Gaussian field blurred by the point-spread function
+    (Gaussian, sigma ``resolution_mm`` per array axis), i.e. spatially correlated Rayleigh noise of mean 1."""
+    sigma = [r / s for r, s in zip(resolution_mm, spacing)]
+    real, imaginary = (ndimage.gaussian_filter(rng.standard_normal(size=tuple(shape)).astype(np.float32), sigma)
+                       for _ in range(2))
+    envelope = np.sqrt(real * real + imaginary * imaginary)
+    return envelope / max(float(envelope.mean()), 1e-12)
+
+
+def ultrasound_lv_phantom(
+    seed: int = 0,
+    ndim: int = 2,
+    shape: Optional[Sequence[int]] = None,
+    spacing: Optional[Sequence[float]] = None,
+    dynamic_range_db: float = 45.0,
+) -> PhantomCase:
+    """An echocardiography-like B-mode image (log-compressed, values in [0, 1]) with the left-ventricular myocardium
+    labelled (label 1).
+
+    Geometry: array axis J is the depth along the beam (row 0 at the transducer), I the lateral direction and, in 3D,
+    K the elevation; the image is only defined inside the imaging sector (``extra["sector_mask"]``; 0 outside), a fan
+    of +-40 degrees (2D) or a cone of 38 degrees half-angle (3D) from an apex just above row 0. Image axes, not patient
+    axes (echo views are not aligned with the body).
+
+    * ``ndim=2`` (default 128 x 128 pixels of 1 mm, arrays of shape (J, I) like the other 2D phantoms; wrap them with
+      ``mednets.image.Volume(image, spacing=spacing)`` for a single-slice (1, J, I) volume): a parasternal short-axis
+      view, the myocardium a ring (epicardial radius 24-30 mm, wall 8-12 mm, mildly elliptical and irregular) around
+      the dark blood pool with two papillary muscles (unlabelled), the right-ventricular cavity beside it.
+    * ``ndim=3`` (default 64 x 80 x 64 voxels of 2 mm, axes (K, J, I)): an apical full-volume view, the myocardium a
+      half prolate-spheroidal shell (apex towards the transducer, open at the mitral base plane).
+
+    Image formation: tissue reflectivities (blood 0.01 with a faint clutter haze, myocardium up to 0.45, surrounding
+    tissue 0.25, a bright posterior pericardium), weaker echoes where the wall runs along the beam (specular
+    reflection: the lateral walls are faint and blend into the surrounding tissue, which makes under-segmentation the
+    typical error), depth attenuation, fully developed speckle (correlated Rayleigh noise, axial 0.5 mm / lateral
+    1.2 mm resolution, elevation 1.5 mm) and log compression over ``dynamic_range_db``.
+    """
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim}")
+    shape = tuple(int(n) for n in (shape or ((128, 128) if ndim == 2 else (64, 80, 64))))
+    spacing = tuple(float(s) for s in (spacing or ((1.0, 1.0) if ndim == 2 else (2.0, 2.0, 2.0))))
+    if len(shape) != ndim or len(spacing) != ndim:
+        raise ValueError(f"ndim={ndim} needs {ndim} shape and spacing values, got shape {shape} and spacing {spacing}")
+    rng, noise_rng = _anatomy_and_noise_rngs(seed)
+    extent = [n * s for n, s in zip(shape, spacing)]
+    grid = physical_grid(shape, spacing)
+    depth_axis = ndim - 2  # J
+    apex = [e / 2.0 for e in extent]
+    apex[depth_axis] = -5.0
+    offsets = [g - a for g, a in zip(grid, apex)]
+    radial = np.sqrt(sum(o * o for o in offsets)) + 1e-6
+    along_beam = offsets[depth_axis] / radial  # cosine of the angle to the central beam
+    half_angle = np.deg2rad(40.0 if ndim == 2 else 38.0)
+    sector = along_beam >= np.cos(half_angle)
+
+    image = np.full(shape, 0.25, dtype=np.float32)
+    image *= (1.0 + 0.3 * correlated_noise(shape, 6.0, noise_rng, spacing)).clip(0.2, None)
+    blood = 0.01
+    if ndim == 2:
+        depth, lateral = extent[0] * rng.uniform(0.5, 0.58), extent[1] / 2.0 + rng.uniform(-6.0, 6.0)
+        centre = (depth, lateral)
+        outer = rng.uniform(24.0, 30.0)
+        thickness = rng.uniform(8.0, 12.0)
+        ellipticity = rng.uniform(0.9, 1.1)
+        outer_radii = (outer * ellipticity, outer / ellipticity)
+        inner_radii = tuple(r - thickness for r in outer_radii)
+        epicardium = lumpy_blob_mask(shape, centre, 1.0, rng, spacing, irregularity=0.04, elongation=outer_radii)
+        cavity = lumpy_blob_mask(shape, centre, 1.0, rng, spacing, irregularity=0.08, elongation=inner_radii)
+        myocardium = epicardium & ~cavity
+        # Right ventricle: a crescent of blood on the image-left side, wrapped around the septum.
+        rv_centre = (depth - 4.0, lateral - outer - rng.uniform(8.0, 14.0))
+        rv = ellipsoid_mask(shape, rv_centre, (outer * 1.05, rng.uniform(14.0, 20.0)), spacing) & ~epicardium
+        rv &= ~ellipsoid_mask(shape, centre, [r + 3.0 for r in outer_radii], spacing)
+        image[rv] = blood
+        pericardium = ellipsoid_mask(shape, centre, [r + 4.0 for r in outer_radii], spacing) & ~epicardium & ~rv
+        image[pericardium] = np.broadcast_to(np.where(grid[0] > depth, 1.0, 0.4), shape)[pericardium]  # bright behind
+        image[cavity] = blood
+        for angle in (rng.uniform(0.6, 1.0) * np.pi, rng.uniform(1.2, 1.6) * np.pi):  # papillary muscles
+            r = inner_radii[0] - 3.5
+            spot = (depth + r * np.sin(angle), lateral + r * np.cos(angle))
+            image[lumpy_blob_mask(shape, spot, rng.uniform(3.0, 4.5), rng, spacing, 0.2) & cavity] = 0.45
+        # Wall normal: radial from the ventricle centre.
+        normal = [(g - c) for g, c in zip(grid, centre)]
+    else:
+        base_depth = extent[1] * rng.uniform(0.66, 0.74)
+        centre = (extent[0] / 2.0 + rng.uniform(-4.0, 4.0), base_depth, extent[2] / 2.0 + rng.uniform(-4.0, 4.0))
+        length = rng.uniform(65.0, 80.0)  # endocardial long semi-axis, base to apex
+        short = rng.uniform(20.0, 25.0)
+        thickness = rng.uniform(8.0, 12.0)
+        endo_radii = (short * rng.uniform(0.92, 1.08), length, short * rng.uniform(0.92, 1.08))
+        epi_radii = (endo_radii[0] + thickness, length + 0.7 * thickness, endo_radii[2] + thickness)
+        towards_probe = grid[1] <= base_depth
+        epicardium = lumpy_blob_mask(shape, centre, 1.0, rng, spacing, irregularity=0.03,
+                                     elongation=epi_radii) & towards_probe
+        chambers = lumpy_blob_mask(shape, centre, 1.0, rng, spacing, irregularity=0.06, elongation=endo_radii)
+        myocardium = epicardium & ~chambers
+        pericardium = ellipsoid_mask(shape, centre, [r + 4.0 for r in epi_radii], spacing) & ~epicardium \
+            & towards_probe
+        image[pericardium] = 0.7
+        image[chambers] = blood  # the left-ventricular cavity, and the atrium beyond the base plane
+        cavity = chambers & towards_probe
+        normal = [(g - c) / r ** 2 for g, c, r in zip(grid, centre, epi_radii)]  # ellipsoid gradient
+    # Specular reflection: echoes are strongest where the wall is perpendicular to the beam.
+    normal_length = np.sqrt(sum(n * n for n in normal)) + 1e-6
+    incidence = np.abs(sum(n * o for n, o in zip(normal, offsets)) / (normal_length * radial))
+    image[myocardium] = 0.45 * (0.45 + 0.55 * incidence[myocardium]) * (1.0 + 0.15 * rng.uniform(-1, 1))
+    haze = (image == blood)
+    image[haze] += 0.02 * (1.0 + correlated_noise(shape, 4.0, noise_rng, spacing)[haze]).clip(0.0, None)
+
+    attenuation = np.exp(-0.004 * np.maximum(offsets[depth_axis], 0.0))
+    resolution = (0.5, 1.2) if ndim == 2 else (1.5, 0.5, 1.2)
+    envelope = image * attenuation * _speckle(shape, spacing, noise_rng, resolution)
+    decibels = 20.0 * np.log10(np.maximum(envelope, 1e-6) / 1.0)
+    b_mode = np.clip(1.0 + decibels / dynamic_range_db, 0.0, 1.0) * sector
+    labels = (myocardium & sector).astype(np.uint8)
+    return PhantomCase(image=b_mode.astype(np.float32), labels=labels, spacing=spacing,
+                       label_names={1: "left ventricular myocardium"}, modality="US",
+                       extra={"sector_mask": sector, "cavity_mask": cavity & sector,
+                              "view": "parasternal short axis" if ndim == 2 else "apical 3D"})

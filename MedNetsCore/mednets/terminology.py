@@ -71,6 +71,30 @@ class SegmentClass:
         return "~".join([TERMINOLOGY_CONTEXT, self.category.serialize(), self.type.serialize(), modifier,
                          ANATOMIC_CONTEXT, _EMPTY, _EMPTY])
 
+    @classmethod
+    def from_terminology(cls, name: str, color: Sequence[float], terminology: str) -> "SegmentClass":
+        """Rebuild a class from its name, colour and terminology string (e.g. stored in a checkpoint's metadata).
+
+        Raises ``ValueError`` for a string that is not in Slicer's 7-field serialisation.
+        """
+        fields = str(terminology).split("~")
+        if len(fields) != 7:
+            raise ValueError(f"a terminology string has 7 '~'-separated fields, got {len(fields)}: {terminology!r}")
+
+        def code(text: str) -> Optional[Code]:
+            parts = text.split("^")
+            if len(parts) != 3:
+                raise ValueError(f"a code is 'scheme^value^meaning', got {text!r}")
+            return Code(*parts) if any(parts) else None
+
+        category, type_, modifier = code(fields[1]), code(fields[2]), code(fields[3])
+        if category is None or type_ is None:
+            raise ValueError(f"terminology {terminology!r} has no category or type code")
+        rgb = tuple(float(c) for c in color)
+        if len(rgb) != 3:
+            raise ValueError(f"a colour has 3 components, got {list(color)}")
+        return cls(str(name), rgb, category, type_, modifier)  # type: ignore[arg-type]
+
     def with_name(self, name: str) -> "SegmentClass":
         return SegmentClass(name, self.color, self.category, self.type, self.modifier)
 

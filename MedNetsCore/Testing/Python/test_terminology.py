@@ -54,3 +54,13 @@ def test_specs_make_a_segmentation_with_terminology():
     assert segment.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag)
     assert "SCT^80891009^Heart" in str(tag)
     scene.Clear(1)
+
+
+def test_from_terminology_round_trip():
+    from mednets.terminology import SegmentClass
+
+    for entry in STANDARD_CLASSES.values():
+        again = SegmentClass.from_terminology(entry.name, entry.color, entry.terminology())
+        assert again == entry
+    with pytest.raises(ValueError, match="7"):
+        SegmentClass.from_terminology("x", (1, 0, 0), "a~b")
