@@ -1,0 +1,7 @@
+"""``python -m OrganComboLib predict|train|evaluate ...`` (see :mod:`OrganComboLib.cli`)."""
+
+import sys
+
+from OrganComboLib.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""Which OrganCombo weights exist and how to load them (bundled demo weights, the user's own, registered sources).
+
+Bundled weights are listed in ``Resources/Models/OrganComboModels.json`` (a :class:`mednets.sources.ModelRegistry`
+catalogue with SHA-256s) next to the module file; the user's weights are mednets checkpoints of this module in
+:func:`mednets.sources.user_models_dir` (imported with :func:`mednets.sources.import_weights`) or in training output
+folders. Nothing here downloads anything unless a URL source is resolved explicitly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Tuple, Union
+
+import torch
+
+from mednets.fileio import PathLike
+from mednets.models import LoadedModel, load_model
+from mednets.sources import ModelRegistry, ModelSource, local_checkpoint_sources, resolve, user_models_dir
+
+from .configs import OrganComboConfig, config_from_dict, get_config
+
+__all__ = ["MODULE_NAME", "CATALOGUE", "DEFAULT_MODEL", "catalogue", "available_models", "find_model",
+           "load_organcombo_model"]
+
+MODULE_NAME = "OrganCombo"
+CATALOGUE = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "OrganComboModels.json"
+DEFAULT_MODEL = "organcombo-pet-demo"
+
+
+def catalogue() -> ModelRegistry:
+    """The bundled catalogue (empty when the file is missing, e.g. in a stripped-down install)."""
+    return ModelRegistry.load(CATALOGUE) if CATALOGUE.is_file() else ModelRegistry()
+
+
+def available_models(extra_folders: Iterable[PathLike] = ()) -> List[ModelSource]:
+    """Bundled and registered sources of this module first, then local checkpoints (user folder, ``extra_folders``)."""
+    sources = catalogue().for_module(MODULE_NAME)
+    names = {source.name for source in sources}
+    for source in local_checkpoint_sources([user_models_dir(), *extra_folders], MODULE_NAME):
+        if source.name not in names:
+            sources.append(source)
+            names.add(source.name)
+    return sources
+
+
+def find_model(name_or_path: Union[str, PathLike, ModelSource, None] = None,
+               extra_folders: Iterable[PathLike] = ()) -> ModelSource:
+    """A source by name (see :func:`available_models`) or a checkpoint file path; ``None`` is the default model."""
+    if isinstance(name_or_path, ModelSource):
+        return name_or_path
+    wanted = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
+    for source in available_models(extra_folders):
+        if source.name == wanted:
+            return source
+    path = Path(wanted).expanduser()
+    if path.suffix == ".safetensors" or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file '{path}' does not exist")
+        return ModelSource(name=path.stem, path=str(path.resolve()), module=MODULE_NAME)
+    known = [source.name for source in available_models(extra_folders)]
+    raise ValueError(f"no OrganCombo model named {wanted!r}; available: {known or 'none'} (or give a .safetensors path)")
+
+
+def load_organcombo_model(model: Union[str, PathLike, ModelSource, None] = None, device: Union[str, torch.device] = "auto",
+                          report: Optional[Callable[[str], None]] = None,
+                          extra_folders: Iterable[PathLike] = ()) -> Tuple[LoadedModel, OrganComboConfig]:
+    """Load verified weights and rebuild the task configuration they were trained for."""
+    from . import build_model
+
+    source = find_model(model, extra_folders)
+    path = resolve(source)
+    loaded = load_model(path, build_model, MODULE_NAME, device=device, expected_sha256=source.sha256, report=report)
+    stored = loaded.metadata.extra.get("config") if isinstance(loaded.metadata.extra, dict) else None
+    config = config_from_dict(stored) if stored else get_config("pet")
+    if config.num_classes != _output_channels(loaded.network, config):
+        raise ValueError(f"the weights '{source.name}' have {_output_channels(loaded.network, config)} output "
+                         f"channels but their configuration names {config.num_classes} organs")
+    return loaded, config
+
+
+def _output_channels(network: torch.nn.Module, config: OrganComboConfig) -> int:
+    return int(getattr(network, "out_channels", config.num_classes))
