@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io as text_io
-import math
 import sys
 import time
 from pathlib import Path
@@ -83,7 +82,6 @@ def _read_labels(path: Path, class_names: Sequence[str]):
         storage.SetFileName(str(path))
         if not storage.ReadData(node):
             raise ValueError(f"could not read the segmentation file '{path}'")
-        reference = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
         node.CreateBinaryLabelmapRepresentation()
         geometry = node.GetSegmentation().GetConversionParameter("Reference image geometry")
         from mednets.image import Volume
@@ -150,7 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     config = get_config(args.config)
     prediction, volume = _read_labels(Path(args.prediction), config.class_names)
-    reference, reference_volume = _read_labels(Path(args.reference), config.class_names)
+    reference, _ = _read_labels(Path(args.reference), config.class_names)
     if prediction.shape != reference.shape:
         raise ValueError(f"prediction grid {prediction.shape} differs from reference grid {reference.shape}; "
                          "resample one onto the other first")

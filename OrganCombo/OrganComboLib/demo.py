@@ -18,7 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -53,8 +53,8 @@ def train_demo_weights(output: Path = WEIGHTS_FILE, iterations: int = 3000, devi
     import shutil
     import tempfile
 
-    from mednets.checkpoints import load_checkpoint, save_checkpoint, read_checkpoint_metadata
-    from mednets.fileio import atomic_write, sha256_file
+    from mednets.checkpoints import load_checkpoint, save_checkpoint
+    from mednets.fileio import sha256_file
     from mednets.sources import ModelRegistry, ModelSource
 
     from .training import TrainingRequest, train
