@@ -22,7 +22,12 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from mednets.terminology import SegmentClass, standard_class
 
-__all__ = ["OrganComboConfig", "CONFIGS", "get_config", "config_from_dict"]
+__all__ = ["MODULE_NAME", "DEFAULT_MODEL", "OrganComboConfig", "CONFIGS", "get_config", "config_from_dict"]
+
+#: The module the weights belong to (checked when loading weights).
+MODULE_NAME = "OrganCombo"
+#: Name of the bundled demo weights in the model catalogue.
+DEFAULT_MODEL = "organcombo-pet-demo"
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,12 @@ from mednets.fileio import PathLike
 from mednets.models import LoadedModel, load_model
 from mednets.sources import ModelRegistry, ModelSource, local_checkpoint_sources, resolve, user_models_dir
 
-from .configs import OrganComboConfig, config_from_dict, get_config
+from .configs import DEFAULT_MODEL, MODULE_NAME, OrganComboConfig, config_from_dict, get_config
 
 __all__ = ["MODULE_NAME", "CATALOGUE", "DEFAULT_MODEL", "catalogue", "available_models", "find_model",
            "load_organcombo_model"]
 
-MODULE_NAME = "OrganCombo"
 CATALOGUE = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "OrganComboModels.json"
-DEFAULT_MODEL = "organcombo-pet-demo"
 
 
 def catalogue() -> ModelRegistry:

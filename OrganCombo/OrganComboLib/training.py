@@ -24,19 +24,16 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from mednets.checkpoints import CheckpointMetadata
+from mednets.checkpoints import CheckpointMetadata, read_checkpoint_metadata
 from mednets.losses import ComboLoss
 from mednets.progress import CancelCallback, ProgressCallback
 from mednets.training import Case, PatchSampler, Trainer, TrainingConfig, TrainingResult
 
-from .configs import OrganComboConfig
+from .configs import MODULE_NAME, OrganComboConfig, config_from_dict
 from .pipeline import min_max_normalize, predict_probabilities, probabilities_to_labels
 
 __all__ = ["MODULE_NAME", "normalize_patch", "TrainingRequest", "make_validate_fn",
            "checkpoint_metadata", "train"]
-
-MODULE_NAME = "OrganCombo"
-
 
 def normalize_patch(image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """Augmentation hook of the patch sampler: min-max normalise each channel of the patch to [0, 1] (sec. 4a)."""
@@ -155,6 +152,17 @@ def train(request: TrainingRequest, progress: Optional[ProgressCallback] = None,
     _check_cases(request.validation_cases, config, "validation")
     overrides = {"in_channels": 1, "out_channels": config.num_classes, "spatial_dims": config.spatial_dims,
                  **dict(config.model_overrides), **dict(request.model_overrides)}
+    if request.initial_weights:  # fine-tuning: the network is the one the weights were trained as
+        start = read_checkpoint_metadata(request.initial_weights)
+        if start.module != MODULE_NAME:
+            raise ValueError(f"'{request.initial_weights}' holds weights of {start.module or 'an unknown module'}, "
+                             f"not {MODULE_NAME}")
+        if list(start.class_names) != list(config.class_names):
+            raise ValueError(f"the starting weights segment {start.class_names}, the training data "
+                             f"{list(config.class_names)}; choose weights of the same configuration")
+        stored = start.extra.get("config") if isinstance(start.extra, dict) else None
+        config = config_from_dict(stored) if stored else config.replace(model=start.architecture)
+        overrides = {**dict(start.architecture_config), **dict(request.model_overrides)}
     torch.manual_seed(request.seed)
     model = build_model(config.model, **overrides)
     if request.initial_weights:

@@ -102,3 +102,16 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "OrganComboLib", "--help"], cwd=MODULE_DIR, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "predict" in result.stdout and "examples:" in result.stdout
+
+
+def test_fine_tuning_keeps_the_starting_network(tmp_path, tiny_weights):
+    from mednets.checkpoints import read_checkpoint_metadata
+
+    for seed in range(2):
+        phantom, volume = small_phantom(seed)
+        write_training_case(tmp_path / "data", f"case{seed}", volume, phantom.labels)
+    assert main(["train", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "run"), "--iterations", "2",
+                 "--initial-weights", str(tiny_weights), "--device", "cpu"]) == 0
+    tuned = read_checkpoint_metadata(tmp_path / "run" / "best.safetensors")
+    assert tuned.architecture_config["base_channels"] == 2  # the starting network, not the full-width default
+    assert tuned.extra["config"]["window_size"] == [16, 16, 16]

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import shiboken6
 import vtk
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 from PySide6.QtCore import Property, Signal
 
 import slicer
@@ -24,6 +24,7 @@ __all__ = [
     "qSlicerWidget",
     "qMRMLNodeComboBox",
     "qMRMLSegmentSelectorWidget",
+    "qMRMLTableView",
 ]
 
 
@@ -560,4 +561,84 @@ class qMRMLSegmentSelectorWidget(SignatureConnectMixin, QtWidgets.QWidget):
         self.currentSegmentChanged.emit(self.currentSegmentID())
 
 
-DESIGNER_CLASSES = (qMRMLWidget, qSlicerWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget)
+class qMRMLTableView(SignatureConnectMixin, QtWidgets.QTableView):
+    """Shows a vtkMRMLTableNode's cells (a minimal, read-only qMRMLTableView).
+
+    As in Slicer, ``setMRMLTableNode(node)`` shows a table node and follows its changes, ``mrmlTableNode()`` returns
+    it, ``tableModel()`` is the model holding the cells (column names as horizontal headers, values as Slicer shows
+    them) and ``model()`` a sort proxy on it; ``transposed`` swaps rows and columns. Editing, copy/paste and plotting
+    the selection are not provided.
+    """
+
+    def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self._scene = None
+        self._tableNode = None
+        self._transposed = False
+        self._observations = _SceneObservations(self)
+        self._tableModel = QtGui.QStandardItemModel(self)
+        self._proxyModel = QtCore.QSortFilterProxyModel(self)
+        self._proxyModel.setSourceModel(self._tableModel)
+        self.setModel(self._proxyModel)
+        self.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+
+    def mrmlScene(self) -> Any:
+        return self._scene
+
+    def setMRMLScene(self, scene: Any) -> None:
+        self._scene = scene
+        if self._tableNode is not None and (scene is None or not scene.IsNodePresent(self._tableNode)):
+            self.setMRMLTableNode(None)
+
+    def mrmlTableNode(self) -> Any:
+        return self._tableNode
+
+    def setMRMLTableNode(self, node: Any) -> None:
+        if node is not None and not node.IsA("vtkMRMLTableNode"):
+            node = None
+        self._observations.removeAll()
+        self._tableNode = node
+        if node is not None:
+            self._observations.add(node, vtk.vtkCommand.ModifiedEvent, self._refresh)
+        self._refresh()
+
+    def tableModel(self) -> Any:
+        return self._tableModel
+
+    def sortFilterProxyModel(self) -> Any:
+        return self._proxyModel
+
+    def _getTransposed(self) -> bool:
+        return self._transposed
+
+    def setTransposed(self, transposed: bool) -> None:
+        self._transposed = bool(transposed)
+        self._refresh()
+
+    transposed = Property(bool, _getTransposed, setTransposed)
+
+    def _refresh(self, caller: Any = None, event: Any = None) -> None:
+        model = self._tableModel
+        model.clear()
+        table = self._tableNode.GetTable() if self._tableNode is not None else None
+        if table is None:
+            return
+        columns = [table.GetColumnName(c) or "" for c in range(table.GetNumberOfColumns())]
+        cells = [[table.GetValue(r, c).ToString() for c in range(len(columns))] for r in range(table.GetNumberOfRows())]
+        if self._transposed:
+            model.setRowCount(len(columns))
+            model.setColumnCount(len(cells))
+            model.setVerticalHeaderLabels(columns)
+            for r, row in enumerate(cells):
+                for c, text in enumerate(row):
+                    model.setItem(c, r, QtGui.QStandardItem(text))
+        else:
+            model.setRowCount(len(cells))
+            model.setColumnCount(len(columns))
+            model.setHorizontalHeaderLabels(columns)
+            for r, row in enumerate(cells):
+                for c, text in enumerate(row):
+                    model.setItem(r, c, QtGui.QStandardItem(text))
+
+
+DESIGNER_CLASSES = (qMRMLWidget, qSlicerWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget, qMRMLTableView)

@@ -1,0 +1,889 @@
+"""OrganCombo: multi-organ segmentation with the Combo loss (Taghanaki et al., CMIG 2019) in 3D Slicer.
+
+Segments the organs of a PET whole-body scan (brain, heart, kidneys, bladder), the prostate in MRI or the
+left-ventricular myocardium in ultrasound into a NEW segmentation with standard names, colours and terminology,
+evaluates a result against a reference (Jaccard, Dice, FPR, FNR, Hausdorff distance per organ) and trains or
+fine-tunes the network from Slicer. The Logic class is the scripting API; the widget only gathers inputs and shows
+results. The same file runs in 3D Slicer and under pytest (Testing/runtime).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import *  # noqa: F403 - Slicer's module convention
+from slicer.util import VTKObservationMixin
+
+from mednets import mrml
+from mednets.jobs import BackgroundJob
+from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
+from mednets.terminology import segment_specs
+
+# Only torch-free imports here, so the module loads in a Slicer without PyTorch and can offer to install it
+# (mednets.dependencies.ensure_torch); the network code is imported by the Logic methods that need it.
+from OrganComboLib.configs import DEFAULT_MODEL, MODULE_NAME, OrganComboConfig, get_config
+from OrganComboLib.inputs import InputError, check_input_volume
+
+if TYPE_CHECKING:
+    from OrganComboLib.pipeline import SegmentationResult
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+# --------------------------------------------------------------------------------------------------------- module
+class OrganCombo(ScriptedLoadableModule):  # noqa: F405
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)  # noqa: F405
+        self.parent.title = _("Organ Combo")
+        self.parent.categories = [_("Segmentation"), _("SlicerMedNets")]
+        self.parent.dependencies = ["Segmentations"]
+        self.parent.contributors = ["SlicerMedNets developers"]
+        self.parent.helpText = _(
+            "Multi-organ segmentation with the Combo loss (Taghanaki et al., Computerized Medical Imaging and "
+            "Graphics 2019): PET whole body (brain, heart, kidneys, bladder), MRI prostate, ultrasound left "
+            "ventricle. Choose a volume and a model, press Apply: a new segmentation appears, ready to edit in the "
+            "Segment Editor. Evaluate compares it with a reference; Train fine-tunes the network on your cases. "
+            "Research use only, not for clinical use.")
+        self.parent.acknowledgementText = _(
+            "Method: S. Asgari Taghanaki et al., Combo loss: handling input and output imbalance in multi-organ "
+            "segmentation, CMIG 75 (2019). Part of SlicerMedNets (Apache-2.0).")
+
+
+# ------------------------------------------------------------------------------------------------ parameter node
+class OrganComboDevice(enum.Enum):
+    """Where the network runs (stored by member name in the parameter node)."""
+
+    AUTO = "auto"
+    CUDA = "cuda"
+    MPS = "mps"
+    CPU = "cpu"
+
+    def label(self) -> str:  # shown in the device combo box by the parameter node's GUI connector
+        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
+                "cpu": _("CPU")}[self.value]
+
+
+class OrganComboTask(enum.Enum):
+    """The paper's three training configurations (OrganComboLib.configs)."""
+
+    PET = "pet"
+    MRI = "mri"
+    ULTRASOUND = "ultrasound"
+
+    def label(self) -> str:
+        return get_config(self.value).title
+
+
+@parameterNodeWrapper
+class OrganComboParameterNode:
+    """Persistent settings of the OrganCombo panel (saved with the scene).
+
+    inputVolume: image to segment; model: name of the chosen model source (the selector's list is built at run time,
+    so it is kept in sync by the widget rather than by a GUI connector); device: where the network runs;
+    outputSegmentation: existing segmentation to write into (a new one when empty); threshold: probability threshold
+    (0.5 in the paper); batchSize: sliding windows per network call; resultSegmentation/referenceSegmentation: what
+    Evaluate compares; trainingFolder/trainingOutputFolder/trainingTask/epochs: what Train uses.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    model: str = ""
+    device: OrganComboDevice = OrganComboDevice.AUTO
+    outputSegmentation: vtkMRMLSegmentationNode
+    threshold: Annotated[float, WithinRange(0.01, 0.99)] = 0.5  # the paper's t
+    batchSize: Annotated[int, WithinRange(1, 64)] = 4
+    resultSegmentation: vtkMRMLSegmentationNode
+    referenceSegmentation: vtkMRMLSegmentationNode
+    trainingFolder: Path
+    trainingOutputFolder: Path
+    trainingTask: OrganComboTask = OrganComboTask.PET
+    epochs: Annotated[int, WithinRange(1, 100000)] = 50
+
+
+# --------------------------------------------------------------------------------------------------------- widget
+class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
+    """The OrganCombo panel: gathers inputs, runs the Logic in background jobs, shows results. No computation here.
+
+    Segmentation and training run in :class:`mednets.jobs.BackgroundJob` worker threads (numpy/torch only), polled by a
+    QTimer; their buttons turn into Cancel buttons while they run, and nodes are created on the GUI thread once a job
+    succeeded, so a failed or cancelled run leaves the scene as it was. ``trainingOptions`` holds extra keyword
+    arguments for :meth:`OrganComboLogic.train` (e.g. ``{"iterations": 20}`` for a quick run from the Python console).
+    """
+
+    POLL_INTERVAL_MS = 100
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)  # noqa: F405
+        VTKObservationMixin.__init__(self)
+        self.logic: Optional[OrganComboLogic] = None
+        self._parameterNode: Optional[OrganComboParameterNode] = None
+        self._parameterNodeGuiTag = None
+        self._lastTrainingTask: Optional[OrganComboTask] = None
+        self._modelSources: List[Any] = []  # ModelSource of each item of the model combo box
+        self._job: Optional[BackgroundJob] = None  # segmentation
+        self._jobTarget = None  # (input volume, output segmentation or None, first device message index)
+        self._trainingJob: Optional[BackgroundJob] = None
+        self._trainingOutput: Optional[Path] = None
+        self._trainingLog: List[str] = []  # lines the training engine logs (appended by the worker thread)
+        self._curveStamp: Optional[float] = None
+        self.trainingOptions: Dict[str, Any] = {}
+        self.lastTableNode = None
+
+    # ------------------------------------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)  # noqa: F405
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/OrganCombo.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = OrganComboLogic()
+        for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.trainingCurveLabel,
+                       self.ui.metricsTableView):  # shown once there is something to show
+            widget.hide()
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._pollTimer.timeout.connect(self._onPoll)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.ui.loadWeightsButton.clicked.connect(self.onLoadWeightsButton)
+        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelSelected)
+        self.ui.evaluateButton.clicked.connect(self.onEvaluateButton)
+        self.ui.addCaseButton.clicked.connect(self.onAddCaseButton)
+        self.ui.trainButton.clicked.connect(self.onTrainButton)
+        self.refreshModels()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self._cancelJob()
+        self._cancelTraining()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self._cancelJob()  # its result would go into the closing scene; a training run needs no scene and goes on
+        self.lastTableNode = None
+        self.ui.metricsTableView.setMRMLTableNode(None)
+        self.ui.metricsTableView.hide()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # ------------------------------------------------------------------------------------------------ parameters
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(OrganComboParameterNode(self.logic.getParameterNode()))
+        parameters = self._parameterNode
+        if not parameters.inputVolume:
+            parameters.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        base = Path(slicer.app.defaultScenePath) / "OrganCombo"
+        if self._folder(parameters.trainingFolder) is None:
+            parameters.trainingFolder = base / "TrainingCases"
+        if self._folder(parameters.trainingOutputFolder) is None:
+            parameters.trainingOutputFolder = base / "TrainingRun"
+
+    def setParameterNode(self, parameterNode: Optional[OrganComboParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._lastTrainingTask = self._parameterNode.trainingTask
+            self._selectModel(name=self._parameterNode.model)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
+            self._checkCanApply()
+
+    def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        parameters = self._parameterNode
+        if parameters is not None and parameters.trainingTask != self._lastTrainingTask:
+            self._lastTrainingTask = parameters.trainingTask
+            parameters.epochs = get_config(parameters.trainingTask.value).epochs  # the configuration's default
+        self._checkCanApply()
+
+    @staticmethod
+    def _folder(path: Any) -> Optional[Path]:
+        """The folder of a path parameter, or None when none was chosen (empty or ".")."""
+        text = str(path) if path is not None else ""
+        return Path(text).expanduser() if text.strip() not in ("", ".") else None
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        parameters = self._parameterNode
+        if parameters is None:
+            return
+        if self._job is None:  # while a job runs, Apply is the Cancel button
+            model = self._selectedModel()
+            canApply = bool(parameters.inputVolume and model is not None)
+            self.ui.applyButton.setEnabled(canApply)
+            if canApply:
+                tip = _("Segment the organs of '{volume}' with '{model}'.").format(
+                    volume=parameters.inputVolume.GetName(), model=model.name)
+            elif model is None:
+                tip = _("No model to segment with: load a weights file or train a model first.")
+            else:
+                tip = _("Select an input volume.")
+            self.ui.applyButton.setToolTip(tip)
+        canEvaluate = bool(parameters.inputVolume and parameters.resultSegmentation
+                           and parameters.referenceSegmentation)
+        self.ui.evaluateButton.setEnabled(canEvaluate)
+        self.ui.addCaseButton.setEnabled(bool(parameters.inputVolume and self._folder(parameters.trainingFolder)
+                                              and (parameters.referenceSegmentation or parameters.resultSegmentation)))
+        if self._trainingJob is None:
+            self.ui.trainButton.setEnabled(bool(self._folder(parameters.trainingFolder)
+                                                and self._folder(parameters.trainingOutputFolder)))
+
+    # ------------------------------------------------------------------------------------------------ models
+    def refreshModels(self, selectPath: Optional[Union[str, Path]] = None) -> None:
+        """Fill the model selector from ``logic.availableModels()``; keep the selection (or select ``selectPath``)."""
+        try:
+            sources = list(self.logic.availableModels())
+        except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
+            logging.exception("OrganCombo: listing the models failed")
+            sources = []
+            self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(
+                message=error))
+        current = self._selectedModel()
+        combo = self.ui.modelComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        self._modelSources = sources
+        for index, source in enumerate(sources):
+            combo.addItem(source.name, source.name)
+            combo.setItemData(index, self._modelDescription(source), qt.Qt.ToolTipRole)
+        combo.blockSignals(wasBlocked)
+        if selectPath is not None:
+            self._selectModel(path=selectPath)
+        else:
+            self._selectModel(name=current.name if current is not None else
+                              (self._parameterNode.model if self._parameterNode else ""))
+
+    @staticmethod
+    def _modelDescription(source: Any) -> str:
+        details = [source.description or _("no description")]
+        if source.license:
+            details.append(_("licence: {license}").format(license=source.license))
+        return f"{source.name}: " + "; ".join(details)
+
+    def _selectModel(self, name: str = "", path: Optional[Union[str, Path]] = None) -> None:
+        """Select the model called ``name`` (or stored at ``path``); else the bundled default, else the first."""
+        index = -1
+        if path is not None:
+            wanted = Path(path).resolve()
+            index = next((i for i, s in enumerate(self._modelSources) if s.path and Path(s.path).resolve() == wanted),
+                         -1)
+        for candidate in (name, DEFAULT_MODEL):
+            if index < 0 and candidate:
+                index = next((i for i, s in enumerate(self._modelSources) if s.name == candidate), -1)
+        if index < 0 and self._modelSources:
+            index = 0
+        combo = self.ui.modelComboBox
+        if combo.currentIndex != index:
+            combo.setCurrentIndex(index)  # emits currentIndexChanged -> onModelSelected
+        else:
+            self.onModelSelected(index)
+
+    def _selectedModel(self) -> Optional[Any]:
+        index = self.ui.modelComboBox.currentIndex
+        return self._modelSources[index] if 0 <= index < len(self._modelSources) else None
+
+    def onModelSelected(self, index: int = -1) -> None:
+        source = self._selectedModel()
+        self.ui.modelComboBox.setToolTip(self._modelDescription(source) if source is not None else
+                                         _("No model available: load a weights file or train a model."))
+        if source is not None and self._parameterNode is not None and self._parameterNode.model != source.name:
+            self._parameterNode.model = source.name  # triggers _checkCanApply
+        else:
+            self._checkCanApply()
+
+    def onLoadWeightsButton(self) -> None:
+        path = self._askWeightsFile()
+        if path:
+            self.importWeightsFile(path)
+
+    def _askWeightsFile(self) -> str:
+        chosen = qt.QFileDialog.getOpenFileName(self.parent, _("Load OrganCombo weights"), "",
+                                                _("Weights (*.safetensors);;All files (*)"))
+        return chosen[0] if isinstance(chosen, tuple) else chosen  # PySide returns (path, filter), PythonQt the path
+
+    def importWeightsFile(self, path: Union[str, Path]) -> Optional[Any]:
+        """Verify and import a weights file into the user model folder, list it and select it; None on error."""
+        from mednets.sources import import_weights
+
+        if not self._ensureTorch():
+            return None
+        try:
+            source = import_weights(path, expected_module=MODULE_NAME)
+        except (ValueError, OSError) as error:  # checkpoint, checksum, wrong-module errors are ValueErrors
+            self._showError(str(error), _("Loading the weights failed"))
+            return None
+        self.refreshModels(selectPath=source.path)
+        selected = self._selectedModel()
+        self.ui.statusLabel.setText(_("Imported the weights '{name}'; they are selected in the model list.").format(
+            name=selected.name if selected is not None else source.name))
+        return selected
+
+    # ------------------------------------------------------------------------------------------------ segmentation
+    def isRunning(self) -> bool:
+        return self._job is not None
+
+    def onApplyButton(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.ui.statusLabel.setText(_("Cancelling..."))
+            return
+        parameters = self._parameterNode
+        if parameters is None:
+            return
+        model = self._selectedModel()
+        if not self._ensureTorch():
+            return
+        try:
+            if model is None:
+                raise ValueError(_("No model to segment with: load a weights file or train a model first."))
+            volume = self.logic.inputVolume(parameters.inputVolume)  # a copy: the worker never touches MRML
+        except ValueError as error:
+            self._showError(str(error))
+            return
+        self._jobTarget = (parameters.inputVolume, parameters.outputSegmentation, len(self.logic.deviceMessages))
+        self._job = BackgroundJob(self.logic.computeSegmentation, volume, model, parameters.device.value,
+                                  parameters.threshold, parameters.batchSize).start()
+        self.ui.applyButton.setText(_("Cancel"))
+        self.ui.applyButton.setToolTip(_("Stop the segmentation; nothing is added to the scene."))
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.show()
+        self.ui.statusLabel.setText(_("Segmenting '{volume}' with '{model}'...").format(
+            volume=parameters.inputVolume.GetName(), model=model.name))
+        self._pollTimer.start()
+
+    def _pollSegmentation(self) -> None:
+        finished = self._job.done  # read first: once done, poll() returns the final event too
+        for event in self._job.poll():
+            if event.kind == "progress" and not self._job.cancel_requested:
+                self.ui.progressBar.setValue(int(round(100 * event.fraction)))
+                self.ui.statusLabel.setText("\n".join([event.message] + self._newDeviceMessages()))
+        if finished:
+            self._finishJob()
+
+    def _newDeviceMessages(self) -> List[str]:
+        first = self._jobTarget[2] if self._jobTarget else len(self.logic.deviceMessages)
+        return list(self.logic.deviceMessages[first:])
+
+    def _finishJob(self) -> None:
+        job, (inputVolume, outputSegmentation) = self._job, self._jobTarget[:2]
+        deviceMessages = self._newDeviceMessages()
+        self._job, self._jobTarget = None, None
+        self.ui.applyButton.setText(_("Apply"))
+        self.ui.progressBar.hide()
+        self._stopPollingIfIdle()
+        try:
+            result, config = job.result(timeout=0)
+            segmentationNode = self.logic.createSegmentationNode(inputVolume, result, config, outputSegmentation)
+        except OperationCancelled:
+            self.ui.statusLabel.setText(_("Cancelled: nothing was added to the scene."))
+        except Exception as error:  # noqa: BLE001 - any failure is reported in the panel
+            if not isinstance(error, ValueError):
+                logging.exception("OrganCombo segmentation failed")
+            self._showError(str(error))
+        else:
+            self._showSegmentation(segmentationNode, inputVolume)
+            if self._parameterNode is not None:  # ready for Evaluate and "add current case"
+                self._parameterNode.resultSegmentation = segmentationNode
+            volumes = ", ".join(_("{organ} {volume:.1f} ml").format(organ=name, volume=volume)
+                                for name, volume in result.volumes_ml.items())
+            lines = [_("Created segmentation '{name}' in {seconds:.1f} s.").format(
+                name=segmentationNode.GetName(), seconds=job.elapsed), _("Organ volumes: {volumes}.").format(
+                volumes=volumes)]
+            self.ui.statusLabel.setText("\n".join(lines + deviceMessages))
+        self._checkCanApply()
+
+    @staticmethod
+    def _showSegmentation(segmentationNode, inputVolume) -> None:
+        """Show the segments in the slice views over the input (views exist only in the full application)."""
+        if segmentationNode.GetDisplayNode() is None:
+            segmentationNode.CreateDefaultDisplayNodes()
+        segmentationNode.GetDisplayNode().SetVisibility(True)
+        if slicer.app.layoutManager() is not None:
+            slicer.util.setSliceViewerLayers(background=inputVolume)
+
+    def _cancelJob(self) -> None:
+        """Stop a running segmentation for good (scene closing, module unloading); its result is dropped."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job.wait(10.0)
+            self._finishJob()  # a job that did not stop in time is reported as an error
+
+    # ------------------------------------------------------------------------------------------------ evaluation
+    def onEvaluateButton(self) -> None:
+        parameters = self._parameterNode
+        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
+        try:
+            rows, table = self.logic.evaluate(parameters.resultSegmentation, parameters.referenceSegmentation,
+                                              parameters.inputVolume)
+        except Exception as error:  # noqa: BLE001 - reported in the panel
+            if not isinstance(error, ValueError):
+                logging.exception("OrganCombo evaluation failed")
+            self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
+            return
+        finally:
+            slicer.app.restoreOverrideCursor()
+        self.lastTableNode = table
+        self.ui.metricsTableView.setMRMLTableNode(table)
+        self.ui.metricsTableView.show()
+        dice = [float(row["dice"]) for row in rows if np.isfinite(float(row["dice"]))]
+        self.ui.evaluateStatusLabel.setText(_("Mean Dice {dice:.3f} over {count} organs; all metrics are in the "
+                                              "table '{table}'.").format(
+            dice=float(np.mean(dice)) if dice else float("nan"), count=len(rows), table=table.GetName()))
+
+    # ------------------------------------------------------------------------------------------------ training
+    def isTraining(self) -> bool:
+        return self._trainingJob is not None
+
+    def onAddCaseButton(self) -> None:
+        parameters = self._parameterNode
+        segmentation = parameters.referenceSegmentation or parameters.resultSegmentation
+        folder = self._folder(parameters.trainingFolder)
+        try:
+            if parameters.inputVolume is None:
+                raise ValueError(_("Select the input volume of the case."))
+            if segmentation is None:
+                raise ValueError(_("Select a reference or result segmentation of the case."))
+            if folder is None:
+                raise ValueError(_("Choose a training folder."))
+            imagePath, labelPath = self.logic.addCaseToTrainingSet(parameters.inputVolume, segmentation, folder,
+                                                                   parameters.trainingTask.value)
+        except (ValueError, OSError) as error:
+            self._showError(str(error), _("Adding the case failed"), self.ui.trainingStatusLabel)
+            return
+        count = len(list(folder.glob("*_label.nrrd")))
+        self.ui.trainingStatusLabel.setText(_("Added '{image}' and '{label}' (from '{segmentation}'); the training "
+                                              "folder has {count} cases.").format(
+            image=Path(imagePath).name, label=Path(labelPath).name, segmentation=segmentation.GetName(), count=count))
+
+    def onTrainButton(self) -> None:
+        if self._trainingJob is not None:
+            self._trainingJob.cancel()
+            self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
+            return
+        parameters = self._parameterNode
+        if parameters is None or not self._ensureTorch(self.ui.trainingStatusLabel):
+            return
+        folder, output = self._folder(parameters.trainingFolder), self._folder(parameters.trainingOutputFolder)
+        if folder is None or not folder.is_dir():
+            self._showError(_("Choose a training folder that holds labelled cases (add some with 'Add current case "
+                              "to training set')."), _("Training failed"), self.ui.trainingStatusLabel)
+            return
+        if output is None:
+            self._showError(_("Choose an output folder for the checkpoints."), _("Training failed"),
+                            self.ui.trainingStatusLabel)
+            return
+        self._trainingOutput = output
+        curve = output / "history.png"
+        self._curveStamp = curve.stat().st_mtime if curve.is_file() else None  # a previous run's plot is not shown
+        self._trainingLog = []
+        self._trainingJob = BackgroundJob(self.logic.train, str(folder), str(output), parameters.trainingTask.value,
+                                          parameters.epochs, device=parameters.device.value,
+                                          log=self._trainingLog.append, **self.trainingOptions).start()
+        self.ui.trainButton.setText(_("Cancel training"))
+        self.ui.trainButton.setToolTip(_("Stop the training; the checkpoints written so far stay in the output "
+                                         "folder."))
+        self.ui.trainingProgressBar.setValue(0)
+        self.ui.trainingProgressBar.show()
+        self.ui.trainingStatusLabel.setText(_("Training on '{folder}'...").format(folder=folder))
+        self._pollTimer.start()
+
+    def _pollTraining(self) -> None:
+        finished = self._trainingJob.done
+        for event in self._trainingJob.poll():
+            if event.kind == "progress" and not self._trainingJob.cancel_requested:
+                self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
+                lastEvent = self._trainingLog[-1:]  # e.g. the last validation's Dice
+                self.ui.trainingStatusLabel.setText("\n".join([event.message] + lastEvent))
+        self._refreshTrainingCurve()
+        if finished:
+            self._finishTraining()
+
+    def _refreshTrainingCurve(self) -> None:
+        """Show the engine's ``history.png`` (loss and validation metric), rewritten at each validation."""
+        if self._trainingOutput is None:
+            return
+        curve = self._trainingOutput / "history.png"
+        try:
+            stamp = curve.stat().st_mtime
+        except OSError:
+            return
+        if self._curveStamp is not None and stamp <= self._curveStamp:
+            return
+        pixmap = qt.QPixmap(str(curve))
+        if pixmap.isNull():  # caught while being written: try again at the next poll
+            return
+        self._curveStamp = stamp
+        width = max(200, min(480, self.ui.trainCollapsibleButton.width - 20))
+        self.ui.trainingCurveLabel.setPixmap(pixmap.scaledToWidth(width, qt.Qt.SmoothTransformation))
+        self.ui.trainingCurveLabel.show()
+
+    def _finishTraining(self) -> None:
+        job, output = self._trainingJob, self._trainingOutput
+        self._trainingJob = None
+        self.ui.trainButton.setText(_("Start training"))
+        self.ui.trainButton.setToolTip(_("Train a network on the training folder; the best checkpoint is added to "
+                                         "the model list."))
+        self.ui.trainingProgressBar.hide()
+        self._stopPollingIfIdle()
+        try:
+            result = job.result(timeout=0)
+        except OperationCancelled:
+            self.ui.trainingStatusLabel.setText(_("Training cancelled; the checkpoints written so far stay in "
+                                                  "'{folder}'.").format(folder=output))
+        except Exception as error:  # noqa: BLE001 - reported in the panel
+            if not isinstance(error, ValueError):
+                logging.exception("OrganCombo training failed")
+            self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
+        else:
+            checkpoint = result.best_checkpoint or result.last_checkpoint
+            self.refreshModels(selectPath=checkpoint)
+            selected = self._selectedModel()
+            metric = (_("best validation Dice {dice:.3f}").format(dice=result.best_metric)
+                      if result.best_metric is not None else _("no validation"))
+            self.ui.trainingStatusLabel.setText(_("Training finished after {iterations} iterations ({metric}); the "
+                                                  "model '{model}' is selected.").format(
+                iterations=result.iterations, metric=metric, model=selected.name if selected is not None else "?"))
+        self._refreshTrainingCurve()
+        self._checkCanApply()
+
+    def _cancelTraining(self) -> None:
+        if self._trainingJob is not None:
+            self._trainingJob.cancel()
+            self._trainingJob.wait(30.0)
+            self._finishTraining()
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _onPoll(self) -> None:
+        if self._job is not None:
+            self._pollSegmentation()
+        if self._trainingJob is not None:
+            self._pollTraining()
+        self._stopPollingIfIdle()
+
+    def _stopPollingIfIdle(self) -> None:
+        if self._job is None and self._trainingJob is None:
+            self._pollTimer.stop()
+
+    def _ensureTorch(self, label=None) -> bool:
+        """PyTorch is importable (in Slicer it is installed through the PyTorch extension, with the user's consent)."""
+        from mednets.dependencies import MissingDependencyError, ensure_torch
+
+        try:
+            ensure_torch()
+        except MissingDependencyError as error:
+            self._showError(str(error), _("PyTorch is missing"), label)
+            return False
+        return True
+
+    def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
+        """Show ``message`` in the panel (``label``, default the status line) and in an error dialog."""
+        message = (message[:1].upper() + message[1:]) if message else _("Unknown error.")
+        (label or self.ui.statusLabel).setText(_("Error: {message}").format(message=message))
+        slicer.util.errorDisplay(_("{title}: {message}").format(title=title or _("Segmentation failed"),
+                                                                message=message))
+
+
+# ---------------------------------------------------------------------------------------------------------- logic
+class OrganComboLogic(ScriptedLoadableModuleLogic):  # noqa: F405
+    """Scripting API of OrganCombo; every method works without the GUI.
+
+    Typical use (Slicer Python console or ``Slicer --no-main-window --python-script``)::
+
+        logic = slicer.util.getModuleLogic("OrganCombo")
+        segmentation = logic.run(volumeNode)                       # bundled PET demo weights, CPU/GPU auto
+        rows, table = logic.evaluate(segmentation, referenceSegmentation, volumeNode)
+
+    ``progress(fraction, message)`` and ``cancel() -> bool`` follow :mod:`mednets.progress`; a cancelled run raises
+    ``OperationCancelled`` and leaves the scene as it was.
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
+        self.trainingOutputFolders: List[str] = []  # training runs of this session (listed among the models)
+        self.deviceMessages: List[str] = []
+
+    # ------------------------------------------------------------------------------------------------ models
+    def availableModels(self) -> List[Any]:
+        """Model sources to choose from: bundled demo weights, registered sources, the user's own checkpoints."""
+        from OrganComboLib.models import available_models
+
+        return available_models(self.trainingOutputFolders)
+
+    def loadModel(self, model: Any = None, device: str = "auto"):
+        """``(LoadedModel, OrganComboConfig)`` for a source name, a ``.safetensors`` path or None (default model)."""
+        if device not in DEVICE_CHOICES and not str(device).startswith("cuda:"):
+            raise ValueError(_("Unknown device '{device}'; choose one of {choices}.").format(
+                device=device, choices=", ".join(DEVICE_CHOICES)))
+        from OrganComboLib.models import load_organcombo_model
+
+        return load_organcombo_model(model, device=device, report=self._deviceMessage,
+                                     extra_folders=self.trainingOutputFolders)
+
+    def _deviceMessage(self, message: str) -> None:
+        self.deviceMessages.append(message)
+        logging.info(message)
+
+    # --------------------------------------------------------------------------------------------- inference
+    @staticmethod
+    def inputVolume(inputVolumeNode) -> Any:
+        """The node's voxels and geometry as a :class:`mednets.image.Volume` (a copy; the node is not touched)."""
+        if inputVolumeNode is None:
+            raise ValueError(_("No input volume: select the image to segment."))
+        if not inputVolumeNode.IsA("vtkMRMLScalarVolumeNode") and not inputVolumeNode.IsA("vtkMRMLVectorVolumeNode"):
+            raise ValueError(_("'{name}' is not an image volume.").format(name=inputVolumeNode.GetName()))
+        image = inputVolumeNode.GetImageData()
+        if image is None or image.GetNumberOfPoints() == 0:
+            raise ValueError(_("The input volume '{name}' is empty: it has no voxels.").format(
+                name=inputVolumeNode.GetName()))
+        return mrml.volume_from_node(inputVolumeNode)
+
+    def computeSegmentation(self, volume, model: Any = None, device: str = "auto", threshold: Optional[float] = None,
+                            batchSize: int = 4, progress: Optional[ProgressCallback] = None,
+                            cancel: Optional[CancelCallback] = None) -> Tuple[SegmentationResult, OrganComboConfig]:
+        """Segment a :class:`mednets.image.Volume` (no MRML access: safe in a worker thread)."""
+        import warnings
+
+        from OrganComboLib.pipeline import segment_volume
+
+        check_input_volume(volume)  # refuse unusable input before loading any model
+        report(progress, 0.0, _("Loading the model"))
+        loaded, config = self.loadModel(model, device)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. CT-like values in a PET model: shown to the user
+            warnings.simplefilter("always")
+            result = segment_volume(volume, loaded.network, config, device=loaded.device, threshold=threshold,
+                                    batch_size=batchSize, progress=progress, cancel=cancel,
+                                    report_fallback=self._deviceMessage)
+        for warning in caught:
+            self._deviceMessage(str(warning.message))
+        return result, config
+
+    def createSegmentationNode(self, inputVolumeNode, result: SegmentationResult, config: OrganComboConfig,
+                               outputSegmentationNode=None):
+        """Store the result as segments with standard names/colours/terminology (GUI thread only).
+
+        A NEW segmentation named after the input is created unless ``outputSegmentationNode`` is given, in which case
+        only the segments of this module's organs in it are replaced (other segments stay). On error the scene is
+        left as it was.
+        """
+        if inputVolumeNode is None or not inputVolumeNode.GetScene():
+            raise ValueError(_("The input volume was removed from the scene before the result could be stored."))
+        specs = segment_specs(config.classes)
+        created = mrml.new_segmentation_node(result.labels, inputVolumeNode, specs,
+                                             name=f"{inputVolumeNode.GetName()} organs")
+        created.SetAttribute("OrganCombo.Model", config.name)
+        if outputSegmentationNode is None:
+            return created
+        try:
+            self._replaceOrganSegments(outputSegmentationNode, created, config)
+        finally:
+            slicer.mrmlScene.RemoveNode(created)
+        return outputSegmentationNode
+
+    @staticmethod
+    def _replaceOrganSegments(target, source, config: OrganComboConfig) -> None:
+        targetSegmentation, sourceSegmentation = target.GetSegmentation(), source.GetSegmentation()
+        for name in config.class_names:
+            existing = targetSegmentation.GetSegmentIdBySegmentName(name)
+            if existing:
+                targetSegmentation.RemoveSegment(existing)
+            sourceId = sourceSegmentation.GetSegmentIdBySegmentName(name)
+            if sourceId:
+                targetSegmentation.CopySegmentFromSegmentation(sourceSegmentation, sourceId)
+
+    def run(self, inputVolumeNode, model: Any = None, device: str = "auto", threshold: Optional[float] = None,
+            outputSegmentationNode=None, batchSize: int = 4, progress: Optional[ProgressCallback] = None,
+            cancel: Optional[CancelCallback] = None):
+        """Segment ``inputVolumeNode`` (blocking) and return the segmentation node.
+
+        Args:
+            inputVolumeNode: scalar volume (PET, MRI or ultrasound, matching the model).
+            model: source name from :meth:`availableModels`, a ``.safetensors`` path, or None (bundled PET demo).
+            device: ``"auto"``, ``"cuda"``, ``"mps"`` or ``"cpu"``.
+            threshold: probability threshold (default: the model's, 0.5 in the paper).
+            outputSegmentationNode: write into this segmentation instead of a new one.
+            batchSize: sliding windows per network call.
+
+        Raises:
+            ValueError (incl. ``InputError``) with a plain-language reason; ``OperationCancelled``.
+        """
+        volume = self.inputVolume(inputVolumeNode)
+        result, config = self.computeSegmentation(volume, model, device, threshold, batchSize, progress, cancel)
+        return self.createSegmentationNode(inputVolumeNode, result, config, outputSegmentationNode)
+
+    # -------------------------------------------------------------------------------------------- evaluation
+    def evaluate(self, segmentationNode, referenceSegmentationNode, referenceVolumeNode,
+                 classNames: Optional[Sequence[str]] = None, createTable: bool = True,
+                 progress: Optional[ProgressCallback] = None,
+                 cancel: Optional[CancelCallback] = None) -> Tuple[List[Dict[str, Any]], Any]:
+        """Per-organ Jaccard, Dice, FPR, FNR and Hausdorff distance (mm) of a result against a reference.
+
+        Segments are matched by organ name in both segmentations (case-insensitive), on the grid of
+        ``referenceVolumeNode``. Returns ``(rows, tableNode)``; ``tableNode`` is a NEW table (None when
+        ``createTable`` is False). An organ missing from a segmentation counts as empty.
+        """
+        if segmentationNode is None or referenceSegmentationNode is None or referenceVolumeNode is None:
+            raise ValueError(_("Select the result segmentation, the reference segmentation and the image."))
+        names = list(classNames) if classNames else self._organNames(segmentationNode)
+        if not names:
+            raise ValueError(_("The segmentation '{name}' has no segments to evaluate.").format(
+                name=segmentationNode.GetName()))
+        result = mrml.case_from_nodes(referenceVolumeNode, segmentationNode, names, allow_missing=True)
+        reference = mrml.case_from_nodes(referenceVolumeNode, referenceSegmentationNode, names, allow_missing=True)
+        from OrganComboLib.pipeline import evaluate_labels
+
+        rows = evaluate_labels(result.label, reference.label, names, result.spacing, progress=progress, cancel=cancel)
+        table = None
+        if createTable:
+            columns = {"organ": [row["name"] for row in rows]}
+            for key, title in (("jaccard", "Jaccard"), ("dice", "Dice"), ("false_positive_rate", "FPR"),
+                               ("false_negative_rate", "FNR"), ("hausdorff_distance", "HD (mm)")):
+                columns[title] = [float(row[key]) for row in rows]
+            table = mrml.new_table_node(columns, scene=slicer.mrmlScene,
+                                        name=f"{segmentationNode.GetName()} metrics")
+        return rows, table
+
+    @staticmethod
+    def _organNames(segmentationNode) -> List[str]:
+        segmentation = segmentationNode.GetSegmentation()
+        return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+    # ---------------------------------------------------------------------------------------------- training
+    @staticmethod
+    def addCaseToTrainingSet(volumeNode, segmentationNode, folder: Union[str, Path], configName: str = "pet",
+                             allowMissingOrgans: bool = True) -> Tuple[Path, Path]:
+        """Write the volume and its (corrected) segmentation to a training folder (``<name>_image/label.nrrd``).
+
+        Segments are matched to the organs of ``configName`` by name; organs without a segment count as absent.
+        Nothing existing is overwritten (a numbered name is chosen).
+        """
+        from mednets.training import write_training_case
+
+        config = get_config(configName)
+        case = mrml.case_from_nodes(volumeNode, segmentationNode, config.class_names,
+                                    allow_missing=allowMissingOrgans)
+        if not np.any(case.label):
+            raise ValueError(_("The segmentation '{name}' contains none of the organs {organs}.").format(
+                name=segmentationNode.GetName(), organs=", ".join(config.class_names)))
+        return write_training_case(folder, volumeNode.GetName(), mrml.volume_from_node(volumeNode), case.label)
+
+    def train(self, trainingFolder: Union[str, Path], outputFolder: Union[str, Path], configName: str = "pet",
+              epochs: Optional[int] = None, iterations: Optional[int] = None, validationFraction: float = 0.2,
+              initialModel: Any = None, device: str = "auto", seed: int = 0, modelOverrides: Optional[dict] = None,
+              configChanges: Optional[dict] = None, progress: Optional[ProgressCallback] = None,
+              cancel: Optional[CancelCallback] = None, log: Optional[Callable[[str], None]] = None):
+        """Train (or fine-tune) on a training folder with the paper's recipe; returns the engine's TrainingResult.
+
+        The folder holds ``<case>_image.nrrd`` / ``<case>_label.nrrd`` pairs (see :meth:`addCaseToTrainingSet`);
+        ``validationFraction`` of the cases (at least one) validate. The best checkpoint is added to the model list.
+        No MRML access: safe in a worker thread.
+        """
+        from OrganComboLib.training import TrainingRequest, train
+        from mednets.training import training_folder_cases
+
+        cases = list(training_folder_cases(trainingFolder))
+        if len(cases) < 2:
+            raise ValueError(_("The training folder needs at least 2 labelled cases (one to train, one to validate); "
+                               "it has {count}.").format(count=len(cases)))
+        validationCount = max(1, int(round(len(cases) * validationFraction)))
+        config = get_config(configName)
+        if configChanges:
+            config = config.replace(**configChanges)
+        initialWeights = None
+        if initialModel is not None:
+            from OrganComboLib.models import find_model
+            from mednets.sources import resolve
+
+            initialWeights = str(resolve(find_model(initialModel, self.trainingOutputFolders)))
+        request = TrainingRequest(config=config, train_cases=cases[:-validationCount],
+                                  validation_cases=cases[-validationCount:], output_dir=str(outputFolder),
+                                  epochs=epochs, iterations=iterations, device=device, seed=seed,
+                                  model_overrides=dict(modelOverrides or {}), initial_weights=initialWeights,
+                                  training_data=f"{len(cases)} cases from {trainingFolder}")
+        result = train(request, progress=progress, cancel=cancel, log=log)
+        if str(outputFolder) not in self.trainingOutputFolders:
+            self.trainingOutputFolders.append(str(outputFolder))
+        return result
+
+
+# ----------------------------------------------------------------------------------------------------------- test
+class OrganComboTest(ScriptedLoadableModuleTest):  # noqa: F405
+    """Runs in Slicer (Reload and Test) and under pytest through the test runtime."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_OrganComboSegmentsPetPhantom()
+        self.setUp()
+        self.test_OrganComboBadInput()
+
+    def _phantomNode(self, seed: int = 11):
+        from mednets.image import Volume
+        from mednets.phantoms import pet_whole_body_phantom
+
+        phantom = pet_whole_body_phantom(seed=seed)
+        volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=np.diag([-1.0, -1.0, 1.0]))
+        node = mrml.new_volume_node(volume, slicer.mrmlScene, "PET phantom")
+        return node, phantom
+
+    def test_OrganComboSegmentsPetPhantom(self):
+        """The bundled demo weights find the five organs of a held-out PET phantom; Evaluate gives a metric table."""
+        self.delayDisplay("Segmenting a PET phantom with the bundled demo weights")
+        volumeNode, phantom = self._phantomNode()
+        before = slicer.util.arrayFromVolume(volumeNode).copy()
+        logic = OrganComboLogic()
+        fractions = []
+        segmentationNode = logic.run(volumeNode, device="cpu", batchSize=8, progress=lambda f, m: fractions.append(f))
+        segmentation = segmentationNode.GetSegmentation()
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        self.assertEqual(names, list(get_config("pet").class_names))
+        self.assertEqual(segmentationNode.GetName(), "PET phantom organs")
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(volumeNode), before)  # input untouched
+        self.assertEqual(fractions[-1], 1.0)
+        reference = mrml.new_segmentation_node(phantom.labels, volumeNode,
+                                               segment_specs(get_config("pet").classes), name="reference")
+        rows, table = logic.evaluate(segmentationNode, reference, volumeNode)
+        self.assertEqual(table.GetNumberOfRows(), 5)
+        meanDice = float(np.mean([row["dice"] for row in rows]))
+        self.assertGreater(meanDice, 0.7, f"mean Dice {meanDice:.3f} of the demo weights on a held-out phantom")
+        self.delayDisplay(f"Test passed (mean Dice {meanDice:.3f})")
+
+    def test_OrganComboBadInput(self):
+        """Missing, constant and NaN inputs raise clear errors and add nothing to the scene."""
+        logic = OrganComboLogic()
+        from mednets.image import Volume
+
+        constant = mrml.new_volume_node(Volume(np.ones((32, 32, 32), np.float32)), slicer.mrmlScene, "constant")
+        nanVolume = Volume(np.random.default_rng(0).random((32, 32, 32)).astype(np.float32))
+        nanVolume.array[3, 4, 5] = np.nan
+        nanNode = mrml.new_volume_node(nanVolume, slicer.mrmlScene, "with NaN")
+        nodeCount = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaisesRegex(ValueError, "No input volume"):
+            logic.run(None)
+        with self.assertRaisesRegex(InputError, "constant"):
+            logic.run(constant, device="cpu")
+        with self.assertRaisesRegex(InputError, "NaN"):
+            logic.run(nanNode, device="cpu")
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
+        self.delayDisplay("Test passed")
