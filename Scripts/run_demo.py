@@ -72,8 +72,8 @@ def core_pipeline_check(output_dir: Path, progress=None):
               "HD95 spine (mm)": metrics.hausdorff_distance(found > 0, spine, phantom.spacing, percentile=95)}
     k = int(np.argmax((phantom.labels > 0).sum(axis=(1, 2))))  # axial slice, anterior at the top
     panel = DemoPanel("CT phantom, bone threshold (250 HU)",
-                      overlay_labels(phantom.image[k], (found[k] > 0).astype(np.uint8),
-                                     window=(-400, 600)))
+                      overlay_labels(phantom.image[k], (found[k] > 0).astype(np.uint8), window=(-400, 600)),
+                      phantom.spacing[1] / phantom.spacing[2])
     return DemoResult("MedNetsCore", "CT phantom through file I/O, MRML and a module Logic (threshold)",
                       scores, [panel], [image_path, seg_path], time.monotonic() - started)
 

@@ -26,10 +26,14 @@ RGB = Tuple[float, float, float]
 
 @dataclass
 class DemoPanel:
-    """One picture of the summary: an RGB image ``(H, W, 3)`` uint8 with a title (row 0 is drawn at the top)."""
+    """One picture of the summary: an RGB image ``(H, W, 3)`` uint8 with a title (row 0 is drawn at the top).
+
+    ``aspect`` is the physical height / width of one pixel (e.g. slice spacing / pixel spacing for a coronal view).
+    """
 
     title: str
     rgb: np.ndarray
+    aspect: float = 1.0
 
 
 @dataclass
@@ -127,23 +131,22 @@ def write_summary(results: Sequence[DemoResult], output_dir: PathLike, title: st
 
     columns = max([len(result.panels) for result in results] + [1])
     rows = max(len(results), 1)
-    figure, axes = plt.subplots(rows, columns, figsize=(max(3.2 * columns, 6.4), 3.6 * rows), squeeze=False)
-    for row, result in enumerate(results):
+    figure = plt.figure(figsize=(max(3.4 * columns, 6.8), 4.2 * rows), layout="constrained")
+    figure.suptitle(title, fontsize=12, fontweight="bold")
+    row_figures = figure.subfigures(rows, 1, squeeze=False)[:, 0] if rows > 1 else [figure.subfigures(1, 1)]
+    for row_figure, result in zip(row_figures, results):
         numbers = ", ".join(f"{name} {value:.3g}" for name, value in list(result.metrics.items())[:4]
                             if isinstance(value, (int, float)) and math.isfinite(value))
-        for column in range(columns):
-            axis = axes[row][column]
+        row_figure.suptitle(f"{result.module}: {numbers}", fontsize=10)
+        axes = row_figure.subplots(1, columns, squeeze=False)[0]
+        for column, axis in enumerate(axes):
             axis.axis("off")
             if column < len(result.panels):
                 panel = result.panels[column]
-                axis.imshow(panel.rgb, interpolation="nearest")
+                axis.imshow(panel.rgb, interpolation="nearest", aspect=panel.aspect)
                 axis.set_title(panel.title, fontsize=8)
-        axes[row][0].text(0.0, 1.18, f"{result.module}: {numbers}", transform=axes[row][0].transAxes,
-                          fontsize=9, fontweight="bold", va="bottom")
     if not results:
-        axes[0][0].text(0.5, 0.5, "no module demo ran", ha="center", va="center")
-    figure.suptitle(title, fontsize=11)
-    figure.tight_layout()
+        row_figures[0].text(0.5, 0.5, "no module demo ran", ha="center", va="center")
     png_path = output / "summary.png"
     with atomic_output_path(png_path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")

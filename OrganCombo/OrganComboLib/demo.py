@@ -131,10 +131,12 @@ def run_demo(output_dir: Path, progress=None):
     window = (0.0, float(np.percentile(phantom.image, 99.5)))
     # Coronal view: rows = superior (top) to inferior, columns = patient right on the left of the picture.
     coronal = lambda array: array[::-1, j, :]  # noqa: E731
-    panels = [DemoPanel("PET phantom (coronal)", overlay_labels(coronal(phantom.image), None, window=window)),
-              DemoPanel("OrganCombo result", overlay_labels(coronal(phantom.image), coronal(found), colors, window)),
+    aspect = phantom.spacing[0] / phantom.spacing[2]
+    panels = [DemoPanel("PET phantom (coronal)", overlay_labels(coronal(phantom.image), None, window=window), aspect),
+              DemoPanel("OrganCombo result", overlay_labels(coronal(phantom.image), coronal(found), colors, window),
+                        aspect),
               DemoPanel("reference (outline)", overlay_labels(coronal(phantom.image), coronal(phantom.labels), colors,
-                                                              window, outline_only=True))]
+                                                              window, outline_only=True), aspect)]
     metrics = {f"Dice {row['name']}": float(row["dice"]) for row in rows}
     metrics = {"mean Dice": float(np.mean(list(metrics.values()))), **metrics}
     return DemoResult(MODULE_NAME, "PET phantom (held out) through OrganComboLogic.run + evaluate, demo weights",
