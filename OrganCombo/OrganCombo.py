@@ -655,7 +655,12 @@ class OrganComboLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         if image is None or image.GetNumberOfPoints() == 0:
             raise ValueError(_("The input volume '{name}' is empty: it has no voxels.").format(
                 name=inputVolumeNode.GetName()))
-        return mrml.volume_from_node(inputVolumeNode)
+        try:
+            return mrml.volume_from_node(inputVolumeNode)
+        except ValueError as error:
+            raise InputError(_("The geometry of '{name}' is unusable ({reason}); check its spacing and directions in "
+                               "the Volumes module (Volume Information).").format(
+                name=inputVolumeNode.GetName(), reason=error)) from None
 
     def computeSegmentation(self, volume, model: Any = None, device: str = "auto", threshold: Optional[float] = None,
                             batchSize: int = 4, progress: Optional[ProgressCallback] = None,
@@ -885,5 +890,10 @@ class OrganComboTest(ScriptedLoadableModuleTest):  # noqa: F405
             logic.run(constant, device="cpu")
         with self.assertRaisesRegex(InputError, "NaN"):
             logic.run(nanNode, device="cpu")
+        zeroSpacing = mrml.new_volume_node(Volume(np.random.default_rng(1).random((8, 8, 8))), slicer.mrmlScene, "flat")
+        zeroSpacing.SetSpacing(0.0, 1.0, 1.0)
+        nodeCount = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaisesRegex(InputError, "spacing"):
+            logic.run(zeroSpacing, device="cpu")
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
         self.delayDisplay("Test passed")

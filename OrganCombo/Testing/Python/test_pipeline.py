@@ -114,3 +114,15 @@ def test_3d_volume_for_a_2d_model_and_ct_like_values():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_input_volume(ct_like, get_config("mri"))  # MRI intensities are arbitrary: no warning
+
+
+def test_oblique_volumes_are_accepted_and_huge_ones_refused(monkeypatch):
+    from OrganComboLib import inputs
+
+    angle = np.deg2rad(20)
+    oblique = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    volume = Volume(np.random.default_rng(1).random((8, 8, 8)), spacing=(3.0, 2.0, 2.0), directions_ras=oblique)
+    check_input_volume(volume, get_config("pet"))  # geometry is carried through; voxels are processed as they are
+    monkeypatch.setattr(inputs, "MAX_VOXELS", 100)
+    with pytest.raises(InputError, match="crop"):
+        check_input_volume(volume, get_config("pet"))
