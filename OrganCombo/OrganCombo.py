@@ -845,10 +845,10 @@ class OrganComboTest(ScriptedLoadableModuleTest):  # noqa: F405
 
     def _phantomNode(self, seed: int = 11):
         from mednets.image import Volume
-        from mednets.phantoms import pet_whole_body_phantom
+        from mednets.phantoms import KJI_LPS_DIRECTIONS, pet_whole_body_phantom
 
         phantom = pet_whole_body_phantom(seed=seed)
-        volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=np.diag([-1.0, -1.0, 1.0]))
+        volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=KJI_LPS_DIRECTIONS)
         node = mrml.new_volume_node(volume, slicer.mrmlScene, "PET phantom")
         return node, phantom
 

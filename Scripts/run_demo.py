@@ -53,12 +53,12 @@ def core_pipeline_check(output_dir: Path, progress=None):
     from mednets import io, metrics, mrml
     from mednets.demo import DemoPanel, DemoResult, overlay_labels
     from mednets.image import Volume
-    from mednets.phantoms import ct_torso_phantom
+    from mednets.phantoms import KJI_LPS_DIRECTIONS, ct_torso_phantom
 
     started = time.monotonic()
     phantom = ct_torso_phantom(seed=7)
-    # Phantom axes: K inferior->superior, J anterior->posterior, I right->left, i.e. LPS-like: RAS directions below.
-    volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=np.diag([-1.0, -1.0, 1.0]))
+    # Phantom axes: K inferior->superior, J anterior->posterior, I right->left (LPS-like).
+    volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=KJI_LPS_DIRECTIONS)
     image_path = io.write_volume(volume, output_dir / "ct_phantom.nrrd")
     slicer.mrmlScene.Clear()
     volume_node = mrml.new_volume_node(io.read_volume(image_path), slicer.mrmlScene, "CT phantom")

@@ -18,6 +18,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from mednets.fileio import PathLike, atomic_output_path, atomic_write
+from mednets.metrics.surface import surface_voxels
 
 __all__ = ["DemoPanel", "DemoResult", "overlay_labels", "write_summary"]
 
@@ -102,12 +103,7 @@ def overlay_labels(image: np.ndarray, labels: Optional[np.ndarray] = None,
         for index, value in enumerate(v for v in np.unique(labels) if v != 0):
             mask = labels == value
             if outline_only:
-                inner = mask.copy()
-                inner[1:, :] &= mask[:-1, :]
-                inner[:-1, :] &= mask[1:, :]
-                inner[:, 1:] &= mask[:, :-1]
-                inner[:, :-1] &= mask[:, 1:]
-                mask &= ~inner
+                mask = surface_voxels(mask)
             color = np.asarray((colors or {}).get(int(value), palette[index % len(palette)]), dtype=np.float64)
             alpha = 1.0 if outline_only else opacity
             rgb[mask] = (1.0 - alpha) * rgb[mask] + alpha * color
