@@ -18,6 +18,11 @@ from .combo import COMBO_LOSS_PRESETS, ComboLoss
 from .cross_entropy import VoxelWeightedCrossEntropyLoss
 from .dice import SoftDiceLoss
 from .targets import REDUCTIONS, class_indices, one_hot_like
+from .registration import BendingEnergyLoss, NCCLoss, WarpedContourDiceLoss, bending_energy, ncc
+from .weighting import (DynamicWeightAveraging, EqualWeighting, HomoscedasticWeighting, make_weighting,
+                        trainable_parameters)
 
 __all__ = ["SoftDiceLoss", "VoxelWeightedCrossEntropyLoss", "WeightedSumLoss", "ComboLoss", "COMBO_LOSS_PRESETS",
            "REDUCTIONS", "class_indices", "one_hot_like"]
+__all__ += ["NCCLoss", "ncc", "BendingEnergyLoss", "bending_energy", "WarpedContourDiceLoss", "EqualWeighting",
+            "HomoscedasticWeighting", "DynamicWeightAveraging", "make_weighting", "trainable_parameters"]

@@ -25,6 +25,7 @@ from .overlap import (
     recall,
 )
 from .surface import SurfaceDistances, hausdorff_distance, mean_surface_distance, surface_distances, surface_voxels
+from .deformation import deformation_metrics, folding_fraction, jacobian_determinant, jacobian_std
 from .tables import DEFAULT_METRICS, METRIC_NAMES, per_label_metrics, segmentation_metrics
 
 __all__ = [
@@ -51,3 +52,4 @@ __all__ = [
     "segmentation_metrics",
     "per_label_metrics",
 ]
+__all__ += ["jacobian_determinant", "jacobian_std", "folding_fraction", "deformation_metrics"]
