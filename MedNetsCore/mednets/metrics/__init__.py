@@ -27,6 +27,13 @@ from .overlap import (
 from .surface import SurfaceDistances, hausdorff_distance, mean_surface_distance, surface_distances, surface_voxels
 from .deformation import deformation_metrics, folding_fraction, jacobian_determinant, jacobian_std
 from .tables import DEFAULT_METRICS, METRIC_NAMES, per_label_metrics, segmentation_metrics
+from .coco_instances import (
+    aggregated_jaccard_index,
+    coco_average_precision,
+    detection_precision_recall,
+    instance_segmentation_metrics,
+    panoptic_quality,
+)
 
 __all__ = [
     "Spacing",
@@ -51,5 +58,10 @@ __all__ = [
     "DEFAULT_METRICS",
     "segmentation_metrics",
     "per_label_metrics",
+    "coco_average_precision",
+    "detection_precision_recall",
+    "aggregated_jaccard_index",
+    "panoptic_quality",
+    "instance_segmentation_metrics",
 ]
 __all__ += ["jacobian_determinant", "jacobian_std", "folding_fraction", "deformation_metrics"]
