@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import qt
@@ -133,6 +133,8 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._job: Optional[BackgroundJob] = None  # segmentation
         self._jobTarget = None  # (input volume, output segmentation or None, first device message index)
         self._trainingJob: Optional[BackgroundJob] = None
+        self._evaluationJob: Optional[BackgroundJob] = None
+        self._evaluationName = ""
         self._trainingOutput: Optional[Path] = None
         self._trainingLog: List[str] = []  # lines the training engine logs (appended by the worker thread)
         self._curveStamp: Optional[float] = None
@@ -166,6 +168,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     def cleanup(self) -> None:
         self._cancelJob()
+        self._cancelEvaluation()
         self._cancelTraining()
         self.removeObservers()
 
@@ -177,6 +180,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelJob()  # its result would go into the closing scene; a training run needs no scene and goes on
+        self._cancelEvaluation()
         self.lastTableNode = None
         self.ui.metricsTableView.setMRMLTableNode(None)
         self.ui.metricsTableView.hide()
@@ -241,7 +245,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self.ui.applyButton.setToolTip(tip)
         canEvaluate = bool(parameters.inputVolume and parameters.resultSegmentation
                            and parameters.referenceSegmentation)
-        self.ui.evaluateButton.setEnabled(canEvaluate)
+        self.ui.evaluateButton.setEnabled(canEvaluate or self._evaluationJob is not None)
         self.ui.addCaseButton.setEnabled(bool(parameters.inputVolume and self._folder(parameters.trainingFolder)
                                               and (parameters.referenceSegmentation or parameters.resultSegmentation)))
         if self._trainingJob is None:
@@ -429,19 +433,54 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self._finishJob()  # a job that did not stop in time is reported as an error
 
     # ------------------------------------------------------------------------------------------------ evaluation
+    def isEvaluating(self) -> bool:
+        return self._evaluationJob is not None
+
     def onEvaluateButton(self) -> None:
+        if self._evaluationJob is not None:
+            self._evaluationJob.cancel()
+            self.ui.evaluateStatusLabel.setText(_("Cancelling..."))
+            return
         parameters = self._parameterNode
-        slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
         try:
-            rows, table = self.logic.evaluate(parameters.resultSegmentation, parameters.referenceSegmentation,
-                                              parameters.inputVolume)
+            inputs = self.logic.evaluationInputs(parameters.resultSegmentation, parameters.referenceSegmentation,
+                                                 parameters.inputVolume)
+        except Exception as error:  # noqa: BLE001 - reported in the panel
+            if not isinstance(error, ValueError):
+                logging.exception("OrganCombo evaluation failed")
+            self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
+            return
+        self._evaluationName = f"{parameters.resultSegmentation.GetName()} metrics"
+        self._evaluationJob = BackgroundJob(self.logic.computeEvaluation, *inputs).start()
+        self.ui.evaluateButton.setText(_("Cancel"))
+        self.ui.evaluateStatusLabel.setText(_("Computing the metrics of {count} organs...").format(count=len(inputs[2])))
+        self._pollTimer.start()
+
+    def _pollEvaluation(self) -> None:
+        finished = self._evaluationJob.done
+        for event in self._evaluationJob.poll():
+            if event.kind == "progress" and not self._evaluationJob.cancel_requested:
+                self.ui.evaluateStatusLabel.setText(event.message or _("Computing the metrics..."))
+        if finished:
+            self._finishEvaluation()
+
+    def _finishEvaluation(self) -> None:
+        job, self._evaluationJob = self._evaluationJob, None
+        self.ui.evaluateButton.setText(_("Evaluate"))
+        self._stopPollingIfIdle()
+        try:
+            rows = job.result(timeout=0)
+            table = self.logic.createMetricsTable(rows, self._evaluationName)
+        except OperationCancelled:
+            self.ui.evaluateStatusLabel.setText(_("Cancelled: no table was added."))
+            return
         except Exception as error:  # noqa: BLE001 - reported in the panel
             if not isinstance(error, ValueError):
                 logging.exception("OrganCombo evaluation failed")
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         finally:
-            slicer.app.restoreOverrideCursor()
+            self._checkCanApply()
         self.lastTableNode = table
         self.ui.metricsTableView.setMRMLTableNode(table)
         self.ui.metricsTableView.show()
@@ -449,6 +488,12 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.ui.evaluateStatusLabel.setText(_("Mean Dice {dice:.3f} over {count} organs; all metrics are in the "
                                               "table '{table}'.").format(
             dice=float(np.mean(dice)) if dice else float("nan"), count=len(rows), table=table.GetName()))
+
+    def _cancelEvaluation(self) -> None:
+        if self._evaluationJob is not None:
+            self._evaluationJob.cancel()
+            self._evaluationJob.wait(10.0)
+            self._finishEvaluation()
 
     # ------------------------------------------------------------------------------------------------ training
     def isTraining(self) -> bool:
@@ -578,10 +623,12 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self._pollSegmentation()
         if self._trainingJob is not None:
             self._pollTraining()
+        if self._evaluationJob is not None:
+            self._pollEvaluation()
         self._stopPollingIfIdle()
 
     def _stopPollingIfIdle(self) -> None:
-        if self._job is None and self._trainingJob is None:
+        if self._job is None and self._trainingJob is None and self._evaluationJob is None:
             self._pollTimer.stop()
 
     def _ensureTorch(self, label=None) -> bool:
@@ -746,6 +793,20 @@ class OrganComboLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         ``referenceVolumeNode``. Returns ``(rows, tableNode)``; ``tableNode`` is a NEW table (None when
         ``createTable`` is False). An organ missing from a segmentation counts as empty.
         """
+        labels, referenceLabels, names, spacing = self.evaluationInputs(segmentationNode, referenceSegmentationNode,
+                                                                        referenceVolumeNode, classNames)
+        rows = self.computeEvaluation(labels, referenceLabels, names, spacing, progress=progress, cancel=cancel)
+        table = self.createMetricsTable(rows, f"{segmentationNode.GetName()} metrics") if createTable else None
+        return rows, table
+
+    def evaluationInputs(self, segmentationNode, referenceSegmentationNode, referenceVolumeNode,
+                         classNames: Optional[Sequence[str]] = None
+                         ) -> Tuple[np.ndarray, np.ndarray, List[str], Tuple[float, ...]]:
+        """Copy what :meth:`evaluate` needs out of the scene: ``(labels, referenceLabels, organNames, spacing)``.
+
+        Reads MRML (call it on the main thread); :meth:`computeEvaluation` then needs no scene and can run in a
+        worker thread.
+        """
         if segmentationNode is None or referenceSegmentationNode is None or referenceVolumeNode is None:
             raise ValueError(_("Select the result segmentation, the reference segmentation and the image."))
         names = list(classNames) if classNames else self._organNames(segmentationNode)
@@ -754,18 +815,25 @@ class OrganComboLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                 name=segmentationNode.GetName()))
         result = mrml.case_from_nodes(referenceVolumeNode, segmentationNode, names, allow_missing=True)
         reference = mrml.case_from_nodes(referenceVolumeNode, referenceSegmentationNode, names, allow_missing=True)
+        return result.label, reference.label, names, tuple(result.spacing)
+
+    @staticmethod
+    def computeEvaluation(labels: np.ndarray, referenceLabels: np.ndarray, classNames: Sequence[str],
+                          spacing: Sequence[float], progress: Optional[ProgressCallback] = None,
+                          cancel: Optional[CancelCallback] = None) -> List[Dict[str, Any]]:
+        """The per-organ metric rows of two label maps (no scene access: safe in a worker thread)."""
         from OrganComboLib.pipeline import evaluate_labels
 
-        rows = evaluate_labels(result.label, reference.label, names, result.spacing, progress=progress, cancel=cancel)
-        table = None
-        if createTable:
-            columns = {"organ": [row["name"] for row in rows]}
-            for key, title in (("jaccard", "Jaccard"), ("dice", "Dice"), ("false_positive_rate", "FPR"),
-                               ("false_negative_rate", "FNR"), ("hausdorff_distance", "HD (mm)")):
-                columns[title] = [float(row[key]) for row in rows]
-            table = mrml.new_table_node(columns, scene=slicer.mrmlScene,
-                                        name=f"{segmentationNode.GetName()} metrics")
-        return rows, table
+        return evaluate_labels(labels, referenceLabels, classNames, spacing, progress=progress, cancel=cancel)
+
+    @staticmethod
+    def createMetricsTable(rows: Sequence[Mapping[str, Any]], name: str):
+        """A NEW table node with one row per organ: Jaccard, Dice, FPR, FNR, HD (mm)."""
+        columns: Dict[str, List[Any]] = {"organ": [row["name"] for row in rows]}
+        for key, title in (("jaccard", "Jaccard"), ("dice", "Dice"), ("false_positive_rate", "FPR"),
+                           ("false_negative_rate", "FNR"), ("hausdorff_distance", "HD (mm)")):
+            columns[title] = [float(row[key]) for row in rows]
+        return mrml.new_table_node(columns, scene=slicer.mrmlScene, name=name)
 
     @staticmethod
     def _organNames(segmentationNode) -> List[str]:

@@ -53,6 +53,7 @@ __all__ = [
     "read_checkpoint_metadata",
     "describe_state_dict_mismatch",
     "load_into_model",
+    "load_state_dict_into",
     "load_legacy_state_dict",
     "convert_legacy_checkpoint",
 ]
@@ -502,6 +503,23 @@ def describe_state_dict_mismatch(model_state: Mapping[str, torch.Tensor], checkp
     return "; ".join(problems) if problems else None
 
 
+def load_state_dict_into(model: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+                         meta: Optional[CheckpointMetadata] = None, strict: bool = True) -> None:
+    """Load an already verified ``state_dict`` into ``model`` (wrappers removed), or explain why it does not fit.
+
+    Raises :class:`ArchitectureMismatchError` naming ``source`` (and the checkpoint's architecture when ``meta`` is
+    given) and summarising the missing, unexpected (when ``strict``) and mis-shaped keys. The model is untouched then.
+    """
+    target = unwrap_model(model)
+    problem = describe_state_dict_mismatch(target.state_dict(), state_dict, strict=strict)
+    if problem is not None:
+        described = "" if meta is None else (f" (architecture '{meta.architecture or 'unspecified'}', config "
+                                             f"{meta.architecture_config})")
+        raise ArchitectureMismatchError(
+            f"the weights in '{source}'{described} do not fit the model {type(target).__name__}: {problem}")
+    target.load_state_dict(state_dict, strict=strict)
+
+
 def load_into_model(model: torch.nn.Module, path: PathLike, expected_sha256: Optional[str] = None,
                     expected_module: Optional[str] = None, expected_architecture: Optional[str] = None,
                     strict: bool = True) -> CheckpointMetadata:
@@ -512,13 +530,7 @@ def load_into_model(model: torch.nn.Module, path: PathLike, expected_sha256: Opt
     """
     state_dict, meta = load_checkpoint(path, expected_sha256=expected_sha256, expected_module=expected_module,
                                        expected_architecture=expected_architecture)
-    target = unwrap_model(model)
-    problem = describe_state_dict_mismatch(target.state_dict(), state_dict, strict=strict)
-    if problem is not None:
-        raise ArchitectureMismatchError(
-            f"the weights in '{path}' (architecture '{meta.architecture or 'unspecified'}', config "
-            f"{meta.architecture_config}) do not fit the model {type(target).__name__}: {problem}")
-    target.load_state_dict(state_dict, strict=strict)
+    load_state_dict_into(model, state_dict, str(path), meta, strict=strict)
     return meta
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 import torch
 
-from mednets.checkpoints import (ArchitectureMismatchError, CheckpointMetadata, describe_state_dict_mismatch,
+from mednets.checkpoints import (ArchitectureMismatchError, CheckpointMetadata, load_state_dict_into,
                                  load_checkpoint)
 from mednets.device import choose_device
 from mednets.fileio import PathLike
@@ -90,11 +90,7 @@ def load_model(path: PathLike, build_model: BuildModel, module: str, device: Uni
         raise ArchitectureMismatchError(f"the weights in '{path}' describe architecture '{metadata.architecture}' "
                                         f"with {metadata.architecture_config}, which this version of {module} cannot "
                                         f"build: {error}") from None
-    problem = describe_state_dict_mismatch(network.state_dict(), state_dict)
-    if problem is not None:
-        raise ArchitectureMismatchError(f"the weights in '{path}' do not fit architecture '{metadata.architecture}': "
-                                        f"{problem}")
-    network.load_state_dict(state_dict)
+    load_state_dict_into(network, state_dict, str(path), metadata)
     network = network.float().to(chosen).eval()
     loaded = LoadedModel(network=network, metadata=metadata, device=chosen, path=path)
     if use_cache:

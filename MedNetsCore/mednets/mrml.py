@@ -53,6 +53,8 @@ __all__ = [
     "table_to_columns",
     "table_to_rows",
     "save_node",
+    "write_segmentation_file",
+    "read_segmentation_file",
 ]
 
 #: ``node_class`` shorthands of :func:`new_volume_node`.
@@ -834,3 +836,86 @@ def case_from_nodes(volume_node: Any, segmentation_node: Optional[Any], class_na
                 extra={"volume_node_id": volume_node.GetID(),
                        "segmentation_node_id": None if segmentation_node is None else segmentation_node.GetID(),
                        "ijk_to_ras": volume.ijk_to_ras.copy(), "class_names": list(class_names)})
+
+
+# ------------------------------------------------------------------------------------------- segmentation files
+def _geometry_from_string(text: str) -> Tuple[np.ndarray, Tuple[int, ...]]:
+    """Parse Slicer's "Reference image geometry" conversion parameter.
+
+    The string holds the 16 numbers of the IJK-to-RAS matrix (row by row) then the 6 numbers of the extent
+    (i0, i1, j0, j1, k0, k1), separated by ``;`` (format of vtkSegmentationConverter::SerializeImageGeometry).
+    """
+    values = [float(value) for value in text.replace(";", " ").split()]
+    if len(values) != 22:
+        raise ValueError(f"unexpected segmentation reference geometry {text!r} (expected 16 matrix + 6 extent numbers)")
+    return np.array(values[:16]).reshape(4, 4), tuple(int(round(value)) for value in values[16:])
+
+
+def _readable_nrrd(path: Any) -> bool:
+    """Whether ITK can read the image header and the voxel data of a NRRD file (no exception escapes)."""
+    try:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        reader.Execute()
+    except RuntimeError:
+        return False
+    return True
+
+
+def write_segmentation_file(labels: np.ndarray, reference: Union[Volume, np.ndarray], path: Any,
+                            segments: Optional[Sequence[SegmentSpec]] = None) -> Path:
+    """Write a label map as a Slicer ``.seg.nrrd`` with named, coloured segments, without touching any scene.
+
+    Args:
+        labels: ``(K, J, I)`` integer label map (0 = background) on the grid of ``reference``.
+        reference: the image grid (a :class:`~mednets.image.Volume`, or a 4x4 IJK-to-RAS matrix).
+        path: destination (written atomically, see :func:`save_node`).
+        segments: segment descriptions as in :func:`new_segmentation_node` (default: one per label value present).
+
+    Returns ``pathlib.Path(path)``. A private scene is used and cleared again.
+    """
+    matrix = reference.ijk_to_ras if isinstance(reference, Volume) else np.asarray(reference, dtype=float)
+    scene = slicer.vtkMRMLScene()
+    try:
+        grid = Volume(np.zeros(np.asarray(labels).shape, dtype=np.uint8), matrix)
+        volume_node = new_volume_node(grid, scene, "reference")
+        node = new_segmentation_node(np.asarray(labels), volume_node, segments, name=Path(path).name.split(".")[0])
+        return save_node(node, path)
+    finally:
+        scene.Clear(1)
+
+
+def read_segmentation_file(path: Any, class_names: Sequence[str], allow_missing: bool = True
+                           ) -> Tuple[np.ndarray, Volume]:
+    """Read a Slicer ``.seg.nrrd`` as a label map on its own reference grid.
+
+    Segments are matched to ``class_names`` by name as in :func:`case_from_nodes` (``class_names[i]`` gets label
+    ``i + 1``). Returns ``(labels, grid)``: ``labels`` ``(K, J, I)`` int64 and ``grid`` a :class:`Volume` of zeros that
+    carries the geometry (spacing, origin, directions). Raises ``ValueError`` when the file cannot be read, and when a
+    class has no segment unless ``allow_missing``. A private scene is used and cleared again.
+    """
+    scene = slicer.vtkMRMLScene()
+    try:
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+        storage.SetFileName(str(path))
+        # The MRML reader aborts the whole process on some malformed files: check the header with ITK first.
+        if not Path(path).is_file() or not _readable_nrrd(path) or not storage.ReadData(node):
+            raise ValueError(f"could not read the segmentation file '{path}'")
+        node.CreateBinaryLabelmapRepresentation()
+        matrix, extent = _geometry_from_string(
+            node.GetSegmentation().GetConversionParameter("Reference image geometry"))
+        shape = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+        if min(shape) < 1:
+            raise ValueError(f"the segmentation file '{path}' has an empty reference geometry")
+        # An extent that does not start at 0 shifts the grid origin by that many voxels.
+        start = np.array([extent[0], extent[2], extent[4], 1.0])
+        matrix = matrix.copy()
+        matrix[:3, 3] = (matrix @ start)[:3]
+        grid = Volume(np.zeros(shape, dtype=np.uint8), matrix)
+        reference = new_volume_node(grid, scene, "reference")
+        case = case_from_nodes(reference, node, class_names, allow_missing=allow_missing)
+        return case.label.astype(np.int64), grid
+    finally:
+        scene.Clear(1)

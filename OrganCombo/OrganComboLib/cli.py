@@ -50,18 +50,10 @@ def _write_labels(labels: np.ndarray, reference, config, output: Path) -> Path:
 
     if not _is_segmentation_file(output):
         return write_volume(reference.with_array(labels), output)
-    import slicer  # slicer-core
-
-    from mednets import mrml
+    from mednets import mrml  # slicer-core
     from mednets.terminology import segment_specs
 
-    scene = slicer.vtkMRMLScene()
-    try:
-        volume_node = mrml.new_volume_node(reference, scene, output.name.split(".")[0])
-        node = mrml.new_segmentation_node(labels, volume_node, segment_specs(config.classes), name="organs")
-        return mrml.save_node(node, output)
-    finally:
-        scene.Clear(1)
+    return mrml.write_segmentation_file(labels, reference, output, segment_specs(config.classes))
 
 
 def _read_labels(path: Path, class_names: Sequence[str]):
@@ -71,37 +63,9 @@ def _read_labels(path: Path, class_names: Sequence[str]):
     if not _is_segmentation_file(path):
         volume = read_volume(path)
         return volume.array.astype(np.int64), volume
-    import slicer
+    from mednets import mrml  # slicer-core
 
-    from mednets import mrml
-
-    scene = slicer.vtkMRMLScene()
-    try:
-        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-        storage.SetFileName(str(path))
-        if not storage.ReadData(node):
-            raise ValueError(f"could not read the segmentation file '{path}'")
-        node.CreateBinaryLabelmapRepresentation()
-        geometry = node.GetSegmentation().GetConversionParameter("Reference image geometry")
-        from mednets.image import Volume
-
-        matrix, extent = _geometry_from_string(geometry)
-        volume = Volume(np.zeros((extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1),
-                                 np.uint8), matrix)
-        reference = mrml.new_volume_node(volume, scene, "reference")
-        case = mrml.case_from_nodes(reference, node, class_names, allow_missing=True)
-        return case.label.astype(np.int64), volume
-    finally:
-        scene.Clear(1)
-
-
-def _geometry_from_string(text: str):
-    """Slicer's reference-image-geometry string: 16 matrix numbers then 6 extent numbers, ';'-separated."""
-    values = [float(v) for v in text.replace(";", " ").split()]
-    if len(values) != 22:
-        raise ValueError(f"unexpected reference geometry {text!r}")
-    return np.array(values[:16]).reshape(4, 4), [int(v) for v in values[16:]]
+    return mrml.read_segmentation_file(path, class_names, allow_missing=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

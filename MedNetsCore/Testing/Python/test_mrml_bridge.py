@@ -573,3 +573,42 @@ def test_save_node_writes_atomically_and_leaves_scene_unchanged(scene, tmp_path)
     assert reader.ReadData(loaded) == 1
     assert segment_summary(loaded) == segment_summary(segmentation_node)
     np.testing.assert_array_equal(mrml.volume_from_node(reference).array, io.read_volume(vol_path).array)
+
+
+def test_segmentation_file_round_trip_keeps_labels_names_and_geometry(tmp_path):
+    rng = np.random.default_rng(3)
+    labels = np.zeros((6, 7, 8), dtype=np.uint8)
+    labels[1:4, 2:5, 1:6] = 1
+    labels[4:6, 0:3, 5:8] = 2
+    labels[0, 6, 0] = 3  # a single voxel in a corner survives too
+    angles = rng.normal(size=3) * 0.3
+    from scipy.spatial.transform import Rotation
+
+    directions = Rotation.from_euler("xyz", angles).as_matrix()
+    grid = Volume(np.zeros(labels.shape), spacing=(2.5, 1.0, 0.75), origin_ras=(10.0, -4.0, 3.0),
+                  directions_ras=directions)
+    path = mrml.write_segmentation_file(labels, grid, tmp_path / "out.seg.nrrd",
+                                        [(1, "liver", (1, 0, 0)), (2, "spleen", (0, 1, 0)), (3, "tiny", (0, 0, 1))])
+    assert path.is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # Classes are matched by name: a different order renumbers them.
+    read, read_grid = mrml.read_segmentation_file(path, ["spleen", "liver", "tiny", "absent"])
+    expected = np.select([labels == 2, labels == 1, labels == 3], [1, 2, 3], 0)
+    # The stored labelmap may be cropped to the segments' extent: compare on the reference grid of the file.
+    assert read.shape == labels.shape
+    np.testing.assert_array_equal(read, expected)
+    np.testing.assert_allclose(read_grid.ijk_to_ras, grid.ijk_to_ras, atol=1e-6)
+    with pytest.raises(ValueError, match="absent"):
+        mrml.read_segmentation_file(path, ["liver", "absent"], allow_missing=False)
+
+
+def test_read_segmentation_file_names_an_unreadable_file(tmp_path):
+    broken = tmp_path / "broken.seg.nrrd"
+    broken.write_bytes(b"NRRD0004\nnot really\n")
+    whole = mrml.write_segmentation_file(np.ones((4, 5, 6), np.uint8), np.eye(4), tmp_path / "whole.seg.nrrd",
+                                         [(1, "liver", (1, 0, 0))])
+    truncated = tmp_path / "truncated.seg.nrrd"
+    truncated.write_bytes(whole.read_bytes()[:-20])
+    assert mrml.read_segmentation_file(whole, ["liver"])[0].sum() == 4 * 5 * 6
+    for path in (broken, truncated, tmp_path / "missing.seg.nrrd"):
+        with pytest.raises(ValueError, match="could not read the segmentation file"):
+            mrml.read_segmentation_file(path, ["liver"])

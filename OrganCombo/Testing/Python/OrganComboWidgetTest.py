@@ -128,6 +128,12 @@ class OrganComboWidgetTest(unittest.TestCase):
         waitUntil(lambda: not self.widget.isRunning())
         self.assertEqual(self.ui.applyButton.text, "Apply")
 
+    def evaluateAndWait(self):
+        self.ui.evaluateButton.click()
+        self.assertEqual(self.ui.evaluateButton.text, "Cancel")  # the metrics are computed in the background
+        waitUntil(lambda: not self.widget.isEvaluating())
+        self.assertEqual(self.ui.evaluateButton.text, "Evaluate")
+
     def selectedModelPath(self) -> Path:
         return Path(self.widget._selectedModel().path).resolve()
 
@@ -175,7 +181,7 @@ class OrganComboWidgetTest(unittest.TestCase):
         self.ui.referenceSelector.setCurrentNode(reference)
         self.assertTrue(self.ui.evaluateButton.enabled)
 
-        self.ui.evaluateButton.click()
+        self.evaluateAndWait()
 
         table = self.widget.lastTableNode
         self.assertIsNotNone(table, self.ui.evaluateStatusLabel.text)
@@ -192,10 +198,29 @@ class OrganComboWidgetTest(unittest.TestCase):
 
         # The reference against itself: perfect scores.
         self.ui.resultSelector.setCurrentNode(reference)
-        self.ui.evaluateButton.click()
+        self.evaluateAndWait()
         perfect = mrml.table_to_columns(self.widget.lastTableNode)
         np.testing.assert_allclose(perfect["Dice"], 1.0)
         np.testing.assert_allclose(perfect["HD (mm)"], 0.0)
+
+    def test_evaluation_can_be_cancelled_and_adds_no_table(self):
+        volumeNode, phantom = self.addPetPhantom(seed=6)
+        reference = self.addReference(phantom, volumeNode)
+        self.ui.inputSelector.setCurrentNode(volumeNode)
+        self.ui.resultSelector.setCurrentNode(reference)
+        self.ui.referenceSelector.setCurrentNode(reference)
+        tables = slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode")
+
+        self.ui.evaluateButton.click()
+        self.ui.evaluateButton.click()  # Cancel
+        waitUntil(lambda: not self.widget.isEvaluating())
+
+        self.assertEqual(self.ui.evaluateButton.text, "Evaluate")
+        self.assertTrue(self.ui.evaluateButton.enabled)
+        if "Cancelled" in self.ui.evaluateStatusLabel.text:  # (a fast machine may finish before the click lands)
+            self.assertEqual(slicer.mrmlScene.GetNumberOfNodesByClass("vtkMRMLTableNode"), tables)
+        else:
+            self.assertIn("Mean Dice", self.ui.evaluateStatusLabel.text)
 
     def test_device_fallback_is_reported_in_the_status(self):
         import torch
