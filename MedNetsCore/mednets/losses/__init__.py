@@ -19,6 +19,7 @@ from .cross_entropy import VoxelWeightedCrossEntropyLoss
 from .dice import SoftDiceLoss
 from .targets import REDUCTIONS, class_indices, one_hot_like
 from .registration import BendingEnergyLoss, NCCLoss, WarpedContourDiceLoss, bending_energy, ncc
+from .explog import ExpLogDiceLoss, ExpLogLoss, GLIANetLoss, PyramidCrossEntropyLoss, pyramid_weights
 from .weighting import (DynamicWeightAveraging, EqualWeighting, HomoscedasticWeighting, make_weighting,
                         trainable_parameters)
 
@@ -26,3 +27,4 @@ __all__ = ["SoftDiceLoss", "VoxelWeightedCrossEntropyLoss", "WeightedSumLoss", "
            "REDUCTIONS", "class_indices", "one_hot_like"]
 __all__ += ["NCCLoss", "ncc", "BendingEnergyLoss", "bending_energy", "WarpedContourDiceLoss", "EqualWeighting",
             "HomoscedasticWeighting", "DynamicWeightAveraging", "make_weighting", "trainable_parameters"]
+__all__ += ["ExpLogDiceLoss", "PyramidCrossEntropyLoss", "ExpLogLoss", "GLIANetLoss", "pyramid_weights"]
