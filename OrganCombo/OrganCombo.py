@@ -58,6 +58,20 @@ class OrganCombo(ScriptedLoadableModule):  # noqa: F405
         self.parent.acknowledgementText = _(
             "Method: S. Asgari Taghanaki et al., Combo loss: handling input and output imbalance in multi-organ "
             "segmentation, CMIG 75 (2019). Part of SlicerMedNets (Apache-2.0).")
+        # The bundled PET phantom in File > Download Sample Data (registered once the application has started).
+        slicer.app.startupCompleted.connect(registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Offer the bundled PET phantom (and its reference organs) in Slicer's Sample Data module, offline."""
+    try:
+        import SampleData
+    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
+        return
+    from mednets.sampledata import register_sample_data
+    from OrganComboLib.samples import SAMPLES
+
+    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node

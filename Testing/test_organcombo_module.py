@@ -58,6 +58,54 @@ def test_module_file_is_loaded_as_slicer_loads_it(slicer_runtime, mrml_scene):
     assert str(MODULE_DIR) in sys.path  # OrganComboLib imports
 
 
+def test_sample_data_is_offered_offline_with_checksums(slicer_runtime, mrml_scene, monkeypatch, tmp_path):
+    """At start-up the module registers its bundled PET phantom with Slicer's Sample Data module; the file:// sources
+    download (copy) offline, match their SHA-256 and load as the phantom and its five named organs."""
+    import hashlib
+    import types
+    import urllib.request
+
+    import slicer
+
+    registered = []
+
+    class SampleDataLogic:  # records what Slicer's SampleData.SampleDataLogic would receive
+        @staticmethod
+        def registerCustomSampleDataSource(**arguments):
+            registered.append(arguments)
+
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    slicer_runtime.load_module(MODULE_FILE)
+    slicer.app.startupCompleted.emit()
+
+    ours = [arguments for arguments in registered if arguments["sampleName"] == "OrganComboPETPhantom"]
+    assert ours, registered
+    arguments = ours[-1]
+    assert arguments["category"] == "SlicerMedNets"
+    assert arguments["loadFileType"] == ["VolumeFile", "SegmentationFile"]
+    assert Path(arguments["thumbnailFileName"]).is_file()
+    loaded = []
+    for uri, fileName, checksum in zip(arguments["uris"], arguments["fileNames"], arguments["checksums"]):
+        assert uri.startswith("file://")
+        copy = tmp_path / fileName
+        urllib.request.urlretrieve(uri, copy)  # what Slicer's SampleData does with the URI
+        assert checksum == "SHA256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
+        loaded.append(copy)
+    volumeNode = slicer.util.loadVolume(str(loaded[0]))
+    segmentationNode = slicer.util.loadSegmentation(str(loaded[1]))
+
+    from mednets import mrml
+    from OrganComboLib.samples import sample_phantom  # the module folder is on sys.path once the module is loaded
+
+    phantom = sample_phantom()
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(volumeNode), phantom.image, rtol=0, atol=1e-5)
+    segmentation = segmentationNode.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == ["brain", "heart", "left kidney", "right kidney", "bladder"]
+    labels = mrml.case_from_nodes(volumeNode, segmentationNode, names).label
+    np.testing.assert_array_equal(labels, phantom.labels)
+
+
 @pytest.mark.parametrize("testName", module_test_names(MODULE_FILE))
 def test_module_self_test(slicer_runtime, mrml_scene, testName):
     if testName in NEEDS_DEMO_WEIGHTS and not CATALOGUE.is_file():

@@ -35,7 +35,6 @@ DEMO_MODEL_OVERRIDES: Dict[str, int] = {"base_channels": 8}
 WEIGHTS_FILE = CATALOGUE.parent / "organcombo_pet_demo.safetensors"
 TRAIN_SEEDS = tuple(range(0, 12))
 VALIDATION_SEEDS = (900, 901)
-DEMO_SEED = 1234  # a phantom used neither for training nor validation
 
 
 def phantom_case(seed: int, name: Optional[str] = None):
@@ -99,47 +98,49 @@ def _panel_slices(labels: np.ndarray) -> List[int]:
 
 
 def run_demo(output_dir: Path, progress=None):
-    """Segment a held-out PET phantom through the module Logic, evaluate it, write files; returns a DemoResult."""
+    """Segment the bundled PET sample (a held-out phantom) through the module Logic, evaluate it against its bundled
+    reference, write files; returns a DemoResult."""
     import slicer
 
     from mednets import mrml
     from mednets.demo import DemoPanel, DemoResult, overlay_labels
-    from mednets.image import Volume
-    from mednets.io import write_volume
-    from mednets.phantoms import pet_whole_body_phantom
+    from mednets.io import read_volume
     from mednets.terminology import segment_specs
 
     import OrganCombo  # the scripted module file (its folder is on sys.path when Slicer or the runtime loaded it)
 
+    from .samples import PET_SAMPLE
+
     started = time.monotonic()
     output_dir = Path(output_dir)
-    phantom = pet_whole_body_phantom(seed=DEMO_SEED)
-    volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=phantom.extra["directions_ras"])
-    image_path = write_volume(volume, output_dir / "pet_phantom.nrrd")
+    image_path, reference_path = (Path(entry.path) for entry in PET_SAMPLE.files)
+    volume = read_volume(image_path)
+    reference_labels, _ = mrml.read_segmentation_file(reference_path, DEMO_CONFIG.class_names, allow_missing=False)
     slicer.mrmlScene.Clear()
     volume_node = mrml.new_volume_node(volume, slicer.mrmlScene, "PET phantom")
     logic = OrganCombo.OrganComboLogic()
     segmentation = logic.run(volume_node, device="auto", progress=progress)
-    reference = mrml.new_segmentation_node(phantom.labels, volume_node, segment_specs(DEMO_CONFIG.classes),
+    reference = mrml.new_segmentation_node(reference_labels, volume_node, segment_specs(DEMO_CONFIG.classes),
                                            name="PET phantom reference")
     rows, table = logic.evaluate(segmentation, reference, volume_node)
     seg_path = mrml.save_node(segmentation, output_dir / "pet_phantom_organs.seg.nrrd")
     csv_path = mrml.save_node(table, output_dir / "pet_phantom_metrics.csv")
     found = mrml.case_from_nodes(volume_node, segmentation, DEMO_CONFIG.class_names, allow_missing=True).label
     colors = {index + 1: entry.color for index, entry in enumerate(DEMO_CONFIG.classes)}
-    j = _panel_slices(phantom.labels)[0]
-    window = (0.0, float(np.percentile(phantom.image, 99.5)))
+    image = volume.array
+    j = _panel_slices(reference_labels)[0]
+    window = (0.0, float(np.percentile(image, 99.5)))
     # Coronal view: rows = superior (top) to inferior, columns = patient right on the left of the picture.
     coronal = lambda array: array[::-1, j, :]  # noqa: E731
-    aspect = phantom.spacing[0] / phantom.spacing[2]
-    panels = [DemoPanel("PET phantom (coronal)", overlay_labels(coronal(phantom.image), None, window=window), aspect),
-              DemoPanel("OrganCombo result", overlay_labels(coronal(phantom.image), coronal(found), colors, window),
+    aspect = volume.spacing[0] / volume.spacing[2]
+    panels = [DemoPanel("PET phantom (coronal)", overlay_labels(coronal(image), None, window=window), aspect),
+              DemoPanel("OrganCombo result", overlay_labels(coronal(image), coronal(found), colors, window),
                         aspect),
-              DemoPanel("reference (outline)", overlay_labels(coronal(phantom.image), coronal(phantom.labels), colors,
+              DemoPanel("reference (outline)", overlay_labels(coronal(image), coronal(reference_labels), colors,
                                                               window, outline_only=True), aspect)]
     metrics = {f"Dice {row['name']}": float(row["dice"]) for row in rows}
     metrics = {"mean Dice": float(np.mean(list(metrics.values()))), **metrics}
-    return DemoResult(MODULE_NAME, "PET phantom (held out) through OrganComboLogic.run + evaluate, demo weights",
+    return DemoResult(MODULE_NAME, "bundled PET sample (held-out phantom) through OrganComboLogic.run + evaluate, demo weights",
                       metrics, panels, [image_path, seg_path, csv_path], time.monotonic() - started)
 
 
