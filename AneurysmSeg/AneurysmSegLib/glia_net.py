@@ -34,6 +34,7 @@ onto this layout.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -54,7 +55,9 @@ ROI_POOL_SIZE = 6
 
 
 def _norm(channels: int, groups: int) -> nn.GroupNorm:
-    return nn.GroupNorm(groups, channels)
+    """GroupNorm with ``groups`` groups (4 in the paper configuration, where every width is a multiple of 4); reduced
+    to the largest common divisor for narrow variants (e.g. 2 channels in the small demo network)."""
+    return nn.GroupNorm(math.gcd(int(groups), int(channels)), channels)
 
 
 class ResidualBottleneck(nn.Module):
