@@ -1,0 +1,647 @@
+"""AdaptiveRecontour: joint registration and segmentation (JRS-MTL, Elmahdy et al., IEEE Access 2021) in 3D Slicer.
+
+Given the planning CT with its contours (prostate, seminal vesicles, rectum, bladder) and the daily CT of a fraction,
+the module produces the daily contours in a NEW segmentation (from the network's segmentation head or from the
+planning contours warped by the predicted deformation, as the user picks) and the deformation as a NEW grid transform
+node under which a copy of the planning contours is shown propagated. Evaluate compares a result with reference daily
+contours (DSC, MSD, HD per structure) and reports the standard deviation of the Jacobian determinant and the folding
+fraction of the deformation. The Logic is the scripting API; the widget only gathers inputs and shows results.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import qt
+import vtk
+
+import slicer
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTransformNode
+from slicer.i18n import tr as _
+from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import *  # noqa: F403 - Slicer's module convention
+from slicer.util import VTKObservationMixin
+
+from mednets import mrml
+from mednets.jobs import BackgroundJob
+from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
+from mednets.terminology import segment_specs
+
+# torch-free imports only: the module loads in a Slicer without PyTorch
+from AdaptiveRecontourLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_NAMES, segment_classes
+
+DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+class AdaptiveRecontour(ScriptedLoadableModule):  # noqa: F405
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)  # noqa: F405
+        self.parent.title = _("Adaptive Recontour")
+        self.parent.categories = [_("Registration"), _("SlicerMedNets")]
+        self.parent.dependencies = ["Segmentations"]
+        self.parent.contributors = ["SlicerMedNets developers"]
+        self.parent.helpText = _(
+            "Re-contouring of the daily CT in adaptive radiotherapy of the prostate with joint registration and "
+            "segmentation networks (JRS-MTL). Choose the planning CT, its segmentation (segments named prostate, "
+            "seminal vesicles, rectum, urinary bladder) and the daily CT; Apply creates the daily segmentation and "
+            "the planning-to-daily deformation as a transform. Research use only, not for clinical use.")
+        self.parent.acknowledgementText = _(
+            "Method: M. S. Elmahdy et al., Joint Registration and Segmentation via Multi-Task Learning for Adaptive "
+            "Radiotherapy of Prostate Cancer, IEEE Access 9 (2021). Part of SlicerMedNets (Apache-2.0).")
+
+
+class AdaptiveRecontourDevice(enum.Enum):
+    AUTO = "auto"
+    CUDA = "cuda"
+    MPS = "mps"
+    CPU = "cpu"
+
+    def label(self) -> str:
+        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
+                "cpu": _("CPU")}[self.value]
+
+
+class AdaptiveRecontourOutput(enum.Enum):
+    """Which contours become the daily segmentation (paper: both paths exist; the best is picked on validation)."""
+
+    SEGMENTATION = "segmentation"
+    REGISTRATION = "registration"
+
+    def label(self) -> str:
+        return {"segmentation": _("Segmentation head"), "registration": _("Warped planning contours")}[self.value]
+
+
+@parameterNodeWrapper
+class AdaptiveRecontourParameterNode:
+    planningVolume: vtkMRMLScalarVolumeNode
+    planningSegmentation: vtkMRMLSegmentationNode
+    dailyVolume: vtkMRMLScalarVolumeNode
+    model: str = ""
+    device: AdaptiveRecontourDevice = AdaptiveRecontourDevice.AUTO
+    output: AdaptiveRecontourOutput = AdaptiveRecontourOutput.SEGMENTATION
+    batchSize: Annotated[int, WithinRange(1, 64)] = 2
+    resultSegmentation: vtkMRMLSegmentationNode
+    referenceSegmentation: vtkMRMLSegmentationNode
+    resultTransform: vtkMRMLTransformNode
+    trainingFolder: Path
+    trainingOutputFolder: Path
+    iterations: Annotated[int, WithinRange(1, 1000000)] = 200
+
+
+# --------------------------------------------------------------------------------------------------------- widget
+class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
+    """Gathers inputs, runs the Logic in background jobs (Apply/Evaluate/Train become Cancel), shows results."""
+
+    POLL_INTERVAL_MS = 100
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)  # noqa: F405
+        VTKObservationMixin.__init__(self)
+        self.logic: Optional[AdaptiveRecontourLogic] = None
+        self._parameterNode: Optional[AdaptiveRecontourParameterNode] = None
+        self._parameterNodeGuiTag = None
+        self._modelSources: List[Any] = []
+        self._job: Optional[BackgroundJob] = None
+        self._jobTarget = None
+        self._evaluationJob: Optional[BackgroundJob] = None
+        self._evaluationName = ""
+        self._trainingJob: Optional[BackgroundJob] = None
+        self.trainingOptions: Dict[str, Any] = {}
+        self.lastTableNode = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)  # noqa: F405
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/AdaptiveRecontour.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = AdaptiveRecontourLogic()
+        for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.metricsTableView):
+            widget.hide()
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._pollTimer.timeout.connect(self._onPoll)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.clicked.connect(self.onApplyButton)
+        self.ui.evaluateButton.clicked.connect(self.onEvaluateButton)
+        self.ui.addCaseButton.clicked.connect(self.onAddCaseButton)
+        self.ui.trainButton.clicked.connect(self.onTrainButton)
+        self.ui.modelComboBox.currentIndexChanged.connect(self.onModelSelected)
+        self.refreshModels()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        for job in (self._job, self._evaluationJob, self._trainingJob):
+            if job is not None:
+                job.cancel()
+                job.wait(10.0)
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        self.setParameterNode(None)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self._job.wait(10.0)
+            self._finishJob()
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(AdaptiveRecontourParameterNode(self.logic.getParameterNode()))
+        base = Path(slicer.app.defaultScenePath) / "AdaptiveRecontour"
+        if self._folder(self._parameterNode.trainingFolder) is None:
+            self._parameterNode.trainingFolder = base / "TrainingPairs"
+        if self._folder(self._parameterNode.trainingOutputFolder) is None:
+            self._parameterNode.trainingOutputFolder = base / "TrainingRun"
+
+    def setParameterNode(self, parameterNode) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = parameterNode
+        if self._parameterNode:
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._selectModel(self._parameterNode.model)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            self._checkCanApply()
+
+    @staticmethod
+    def _folder(path: Any) -> Optional[Path]:
+        text = str(path) if path is not None else ""
+        return Path(text).expanduser() if text.strip() not in ("", ".") else None
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        if p is None:
+            return
+        if self._job is None:
+            ready = bool(p.planningVolume and p.planningSegmentation and p.dailyVolume and self._selectedModel())
+            self.ui.applyButton.setEnabled(ready)
+            self.ui.applyButton.setToolTip(
+                _("Re-contour the daily CT.") if ready else
+                _("Select the planning CT, its segmentation, the daily CT and a model."))
+        if self._evaluationJob is None:
+            self.ui.evaluateButton.setEnabled(bool(p.resultSegmentation and p.referenceSegmentation
+                                                   and p.dailyVolume))
+        self.ui.addCaseButton.setEnabled(bool(p.planningVolume and p.planningSegmentation and p.dailyVolume
+                                              and (p.referenceSegmentation or p.resultSegmentation)
+                                              and self._folder(p.trainingFolder)))
+        if self._trainingJob is None:
+            self.ui.trainButton.setEnabled(bool(self._folder(p.trainingFolder) and self._folder(p.trainingOutputFolder)))
+
+    # models
+    def refreshModels(self, selectPath=None) -> None:
+        try:
+            self._modelSources = self.logic.availableModels()
+        except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
+            logging.warning(f"AdaptiveRecontour: could not list models: {error}")
+            self._modelSources = []
+        wasBlocked = self.ui.modelComboBox.blockSignals(True)
+        self.ui.modelComboBox.clear()
+        for source in self._modelSources:
+            self.ui.modelComboBox.addItem(source.name)
+        self.ui.modelComboBox.blockSignals(wasBlocked)
+        if selectPath is not None:
+            wanted = str(Path(selectPath).resolve())
+            for index, source in enumerate(self._modelSources):
+                if source.path and str(Path(source.path).resolve()) == wanted:
+                    self.ui.modelComboBox.setCurrentIndex(index)
+                    break
+        self.onModelSelected()
+
+    def _selectModel(self, name: str) -> None:
+        for index, source in enumerate(self._modelSources):
+            if source.name == name:
+                self.ui.modelComboBox.setCurrentIndex(index)
+                return
+
+    def _selectedModel(self):
+        index = self.ui.modelComboBox.currentIndex
+        return self._modelSources[index] if 0 <= index < len(self._modelSources) else None
+
+    def onModelSelected(self, index: int = -1) -> None:
+        source = self._selectedModel()
+        if self._parameterNode is not None and source is not None and self._parameterNode.model != source.name:
+            self._parameterNode.model = source.name
+        self._checkCanApply()
+
+    # apply
+    def onApplyButton(self) -> None:
+        if self._job is not None:
+            self._job.cancel()
+            self.ui.statusLabel.setText(_("Cancelling..."))
+            return
+        p = self._parameterNode
+        model = self._selectedModel()
+        try:
+            if model is None:
+                raise ValueError(_("No model: train one or add weights to the model list."))
+            inputs = self.logic.recontourInputs(p.planningVolume, p.planningSegmentation, p.dailyVolume)
+        except ValueError as error:
+            self._showError(str(error))
+            return
+        self._jobTarget = (p.planningVolume, p.planningSegmentation, p.dailyVolume)
+        self._job = BackgroundJob(self.logic.computeRecontour, *inputs, model=model, device=p.device.value,
+                                  output=p.output.value, batchSize=p.batchSize).start()
+        self.ui.applyButton.setText(_("Cancel"))
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.show()
+        self.ui.statusLabel.setText(_("Re-contouring '{name}'...").format(name=p.dailyVolume.GetName()))
+        self._pollTimer.start()
+
+    def _pollJob(self) -> None:
+        finished = self._job.done
+        for event in self._job.poll():
+            if event.kind == "progress" and not self._job.cancel_requested:
+                self.ui.progressBar.setValue(int(round(100 * event.fraction)))
+                self.ui.statusLabel.setText(event.message)
+        if finished:
+            self._finishJob()
+
+    def _finishJob(self) -> None:
+        job, target = self._job, self._jobTarget
+        self._job, self._jobTarget = None, None
+        self.ui.applyButton.setText(_("Apply"))
+        self.ui.progressBar.hide()
+        try:
+            result, config = job.result(timeout=0)
+            segmentationNode, transformNode = self.logic.createOutputNodes(target[0], target[1], target[2], result,
+                                                                           config)
+        except OperationCancelled:
+            self.ui.statusLabel.setText(_("Cancelled: nothing was added to the scene."))
+        except Exception as error:  # noqa: BLE001 - reported in the panel
+            if not isinstance(error, ValueError):
+                logging.exception("AdaptiveRecontour failed")
+            self._showError(str(error))
+        else:
+            if self._parameterNode is not None:
+                self._parameterNode.resultSegmentation = segmentationNode
+                self._parameterNode.resultTransform = transformNode
+            if segmentationNode.GetDisplayNode() is None:
+                segmentationNode.CreateDefaultDisplayNodes()
+            self.ui.statusLabel.setText(_("Created '{seg}' and '{tr}' in {s:.1f} s (network {n:.1f} s).").format(
+                seg=segmentationNode.GetName(), tr=transformNode.GetName(), s=job.elapsed,
+                n=result.timings.get("network_s", 0.0)))
+        self._checkCanApply()
+
+    # evaluate
+    def onEvaluateButton(self) -> None:
+        if self._evaluationJob is not None:
+            self._evaluationJob.cancel()
+            return
+        p = self._parameterNode
+        try:
+            inputs = self.logic.evaluationInputs(p.resultSegmentation, p.referenceSegmentation, p.dailyVolume,
+                                                 p.resultTransform)
+        except ValueError as error:
+            self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
+            return
+        self._evaluationName = f"{p.resultSegmentation.GetName()} metrics"
+        self._evaluationJob = BackgroundJob(self.logic.computeEvaluation, *inputs).start()
+        self.ui.evaluateButton.setText(_("Cancel"))
+        self.ui.evaluateStatusLabel.setText(_("Computing DSC, MSD, HD and the Jacobian..."))
+        self._pollTimer.start()
+
+    def _finishEvaluation(self) -> None:
+        job, self._evaluationJob = self._evaluationJob, None
+        self.ui.evaluateButton.setText(_("Evaluate"))
+        try:
+            rows = job.result(timeout=0)
+            table = self.logic.createMetricsTable(rows, self._evaluationName)
+        except OperationCancelled:
+            self.ui.evaluateStatusLabel.setText(_("Cancelled: no table was added."))
+        except Exception as error:  # noqa: BLE001
+            self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
+        else:
+            self.lastTableNode = table
+            self.ui.metricsTableView.setMRMLTableNode(table)
+            self.ui.metricsTableView.show()
+            dsc = [r["dice"] for r in rows if r.get("structure") in SEGMENT_NAMES and np.isfinite(r["dice"])]
+            self.ui.evaluateStatusLabel.setText(_("Mean DSC {d:.3f}; all metrics in the table '{t}'.").format(
+                d=float(np.mean(dsc)) if dsc else float("nan"), t=table.GetName()))
+        self._checkCanApply()
+
+    # training
+    def onAddCaseButton(self) -> None:
+        p = self._parameterNode
+        try:
+            name = self.logic.addCaseToTrainingSet(p.planningVolume, p.planningSegmentation, p.dailyVolume,
+                                                   p.referenceSegmentation or p.resultSegmentation,
+                                                   self._folder(p.trainingFolder))
+        except ValueError as error:
+            self._showError(str(error), _("Could not add the case"), self.ui.trainingStatusLabel)
+            return
+        self.ui.trainingStatusLabel.setText(_("Added the pair '{name}' to the training folder.").format(name=name))
+
+    def onTrainButton(self) -> None:
+        if self._trainingJob is not None:
+            self._trainingJob.cancel()
+            self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
+            return
+        p = self._parameterNode
+        folder, output = self._folder(p.trainingFolder), self._folder(p.trainingOutputFolder)
+        if folder is None or not folder.is_dir():
+            self._showError(_("Choose a training folder holding planning/daily pairs."), _("Training failed"),
+                            self.ui.trainingStatusLabel)
+            return
+        self._trainingOutput = output
+        self._trainingJob = BackgroundJob(self.logic.train, str(folder), str(output), iterations=p.iterations,
+                                          device=p.device.value, **self.trainingOptions).start()
+        self.ui.trainButton.setText(_("Cancel training"))
+        self.ui.trainingProgressBar.setValue(0)
+        self.ui.trainingProgressBar.show()
+        self._pollTimer.start()
+
+    def _finishTraining(self) -> None:
+        job, self._trainingJob = self._trainingJob, None
+        self.ui.trainButton.setText(_("Start training"))
+        self.ui.trainingProgressBar.hide()
+        try:
+            checkpoint = job.result(timeout=0)
+        except OperationCancelled:
+            self.ui.trainingStatusLabel.setText(_("Training cancelled."))
+        except Exception as error:  # noqa: BLE001
+            if not isinstance(error, ValueError):
+                logging.exception("AdaptiveRecontour training failed")
+            self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
+        else:
+            self.refreshModels(selectPath=checkpoint)
+            self.ui.trainingStatusLabel.setText(_("Training finished; '{name}' is selected.").format(
+                name=Path(checkpoint).stem))
+        self._checkCanApply()
+
+    def _onPoll(self) -> None:
+        if self._job is not None:
+            self._pollJob()
+        if self._evaluationJob is not None and self._evaluationJob.done:
+            list(self._evaluationJob.poll())
+            self._finishEvaluation()
+        if self._trainingJob is not None:
+            finished = self._trainingJob.done
+            for event in self._trainingJob.poll():
+                if event.kind == "progress":
+                    self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
+                    self.ui.trainingStatusLabel.setText(event.message)
+            if finished:
+                self._finishTraining()
+        if self._job is None and self._evaluationJob is None and self._trainingJob is None:
+            self._pollTimer.stop()
+
+    def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
+        message = (message[:1].upper() + message[1:]) if message else _("Unknown error.")
+        (label or self.ui.statusLabel).setText(_("Error: {message}").format(message=message))
+        slicer.util.errorDisplay(_("{title}: {message}").format(title=title or _("Re-contouring failed"),
+                                                                message=message))
+
+
+# ---------------------------------------------------------------------------------------------------------- logic
+class AdaptiveRecontourLogic(ScriptedLoadableModuleLogic):  # noqa: F405
+    """Scripting API; every method works without the GUI::
+
+        logic = slicer.util.getModuleLogic("AdaptiveRecontour")
+        dailySeg, transform = logic.run(planningCT, planningSeg, dailyCT)        # bundled demo weights
+        rows, table = logic.evaluate(dailySeg, referenceSeg, dailyCT, transform)
+    """
+
+    def __init__(self) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
+        self.trainingOutputFolders: List[str] = []
+        self.deviceMessages: List[str] = []
+
+    def availableModels(self) -> List[Any]:
+        from AdaptiveRecontourLib.models import available_models
+
+        return available_models(self.trainingOutputFolders)
+
+    def loadModel(self, model: Any = None, device: str = "auto"):
+        if device not in DEVICE_CHOICES and not str(device).startswith("cuda:"):
+            raise ValueError(_("Unknown device '{device}'.").format(device=device))
+        from AdaptiveRecontourLib.models import load_recontour_model
+
+        return load_recontour_model(model, device=device, report=self.deviceMessages.append,
+                                    extra_folders=self.trainingOutputFolders)
+
+    @staticmethod
+    def _volume(node, role: str):
+        from AdaptiveRecontourLib.inputs import check_ct_volume
+
+        if node is None:
+            raise ValueError(_("No {role}: select it.").format(role=role))
+        try:
+            volume = mrml.volume_from_node(node)
+        except ValueError as error:
+            raise ValueError(_("The geometry of '{name}' is unusable ({reason}).").format(
+                name=node.GetName(), reason=error)) from None
+        check_ct_volume(volume, f"{role} '{node.GetName()}'")
+        return volume
+
+    def recontourInputs(self, planningVolumeNode, planningSegmentationNode, dailyVolumeNode):
+        """Copy the inputs out of the scene (main thread): (planning Volume, planning labels, daily Volume)."""
+        planning = self._volume(planningVolumeNode, _("planning CT"))
+        daily = self._volume(dailyVolumeNode, _("daily CT"))
+        if planningSegmentationNode is None:
+            raise ValueError(_("No planning segmentation: select the contours of the planning CT."))
+        labels = mrml.case_from_nodes(planningVolumeNode, planningSegmentationNode, SEGMENT_NAMES,
+                                      allow_missing=True).label
+        if labels is None or not np.any(labels):
+            raise ValueError(_("The planning segmentation '{name}' has none of the segments {names}.").format(
+                name=planningSegmentationNode.GetName(), names=", ".join(SEGMENT_NAMES)))
+        return planning, labels, daily
+
+    def computeRecontour(self, planning, planningLabels, daily, model: Any = None, device: str = "auto",
+                         output: Optional[str] = None, batchSize: int = 2,
+                         progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCallback] = None):
+        """(RecontourResult, config); no MRML access (safe in a worker thread)."""
+        from AdaptiveRecontourLib.pipeline import recontour
+
+        report(progress, 0.0, _("Loading the model"))
+        loaded, config = self.loadModel(model, device)
+        result = recontour(loaded.network, config, planning, planningLabels, daily, output=output,
+                           device=loaded.device, batch_size=batchSize, progress=progress, cancel=cancel)
+        return result, config
+
+    def createOutputNodes(self, planningVolumeNode, planningSegmentationNode, dailyVolumeNode, result, config):
+        """NEW daily segmentation + NEW grid transform (with a copy of the planning contours under it)."""
+        if dailyVolumeNode is None or not dailyVolumeNode.GetScene():
+            raise ValueError(_("The daily CT was removed from the scene before the result could be stored."))
+        specs = segment_specs(segment_classes())
+        segmentation = mrml.new_segmentation_node(result.labels, dailyVolumeNode, specs,
+                                                  name=f"{dailyVolumeNode.GetName()} recontoured")
+        segmentation.SetAttribute("AdaptiveRecontour.Output", str(result.output))
+        transform = mrml.new_displacement_field_transform_node(result.displacement_ras, result.grid,
+                                                               scene=dailyVolumeNode.GetScene(),
+                                                               name=f"{dailyVolumeNode.GetName()} planning-to-daily")
+        if planningSegmentationNode is not None and planningVolumeNode is not None:
+            planningLabels = mrml.case_from_nodes(planningVolumeNode, planningSegmentationNode, SEGMENT_NAMES,
+                                                  allow_missing=True).label
+            propagated = mrml.new_segmentation_node(planningLabels, planningVolumeNode, specs,
+                                                    name=f"{planningSegmentationNode.GetName()} propagated")
+            propagated.SetAndObserveTransformNodeID(transform.GetID())
+            segmentation.SetAttribute("AdaptiveRecontour.Propagated", propagated.GetID())
+        return segmentation, transform
+
+    def run(self, planningVolumeNode, planningSegmentationNode, dailyVolumeNode, model: Any = None,
+            device: str = "auto", output: Optional[str] = None, batchSize: int = 2,
+            progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCallback] = None):
+        """Blocking re-contouring: returns (daily segmentation node, transform node)."""
+        inputs = self.recontourInputs(planningVolumeNode, planningSegmentationNode, dailyVolumeNode)
+        result, config = self.computeRecontour(*inputs, model=model, device=device, output=output,
+                                               batchSize=batchSize, progress=progress, cancel=cancel)
+        return self.createOutputNodes(planningVolumeNode, planningSegmentationNode, dailyVolumeNode, result, config)
+
+    # evaluation
+    def evaluationInputs(self, segmentationNode, referenceSegmentationNode, dailyVolumeNode, transformNode=None):
+        if segmentationNode is None or referenceSegmentationNode is None or dailyVolumeNode is None:
+            raise ValueError(_("Select the result segmentation, the reference segmentation and the daily CT."))
+        labels = mrml.case_from_nodes(dailyVolumeNode, segmentationNode, SEGMENT_NAMES, allow_missing=True).label
+        reference = mrml.case_from_nodes(dailyVolumeNode, referenceSegmentationNode, SEGMENT_NAMES,
+                                         allow_missing=True).label
+        volume = mrml.volume_from_node(dailyVolumeNode)
+        field = None
+        if transformNode is not None:
+            ras = mrml.displacement_field_from_node(transformNode, dailyVolumeNode)  # (K, J, I, 3) RAS mm
+            directions = volume.directions_ras  # columns: RAS unit vectors of I, J, K
+            along_ijk = ras @ directions  # components along I, J, K
+            field = np.stack([along_ijk[..., 2], along_ijk[..., 1], along_ijk[..., 0]])
+        return labels, reference, volume.spacing, field
+
+    @staticmethod
+    def computeEvaluation(labels, reference, spacing, field=None, progress=None, cancel=None) -> List[Dict[str, Any]]:
+        """DSC, MSD, HD (mm) per structure; Jacobian determinant std and folding fraction of the field."""
+        from mednets.metrics import deformation_metrics, per_label_metrics
+
+        names = {i + 1: n for i, n in enumerate(SEGMENT_NAMES)}
+        rows = []
+        for row in per_label_metrics(labels, reference, names, spacing,
+                                     metrics=("dice", "mean_surface_distance", "hausdorff_distance"),
+                                     progress=progress, cancel=cancel):
+            rows.append({"structure": row["name"], "dice": float(row["dice"]),
+                         "msd_mm": float(row["mean_surface_distance"]), "hd_mm": float(row["hausdorff_distance"]),
+                         "jacobian_std": float("nan"), "folding_fraction": float("nan")})
+        if field is not None:
+            d = deformation_metrics(field, spacing)
+            rows.append({"structure": "deformation", "dice": float("nan"), "msd_mm": float("nan"),
+                         "hd_mm": float("nan"), "jacobian_std": d["jacobian_std"],
+                         "folding_fraction": d["folding_fraction"]})
+        return rows
+
+    @staticmethod
+    def createMetricsTable(rows, name: str):
+        return mrml.new_table_node(rows, scene=slicer.mrmlScene, name=name)
+
+    def evaluate(self, segmentationNode, referenceSegmentationNode, dailyVolumeNode, transformNode=None,
+                 createTable: bool = True):
+        rows = self.computeEvaluation(*self.evaluationInputs(segmentationNode, referenceSegmentationNode,
+                                                             dailyVolumeNode, transformNode))
+        return rows, (self.createMetricsTable(rows, f"{segmentationNode.GetName()} metrics") if createTable else None)
+
+    # training
+    def addCaseToTrainingSet(self, planningVolumeNode, planningSegmentationNode, dailyVolumeNode,
+                             dailySegmentationNode, folder) -> str:
+        """Write the pair (with the daily contours, e.g. corrected in the Segment Editor) into a training folder."""
+        from AdaptiveRecontourLib.data import write_pair_case
+
+        if folder is None:
+            raise ValueError(_("Choose a training folder."))
+        if dailySegmentationNode is None:
+            raise ValueError(_("Select the daily contours to learn from."))
+        planning, planningLabels, daily = self.recontourInputs(planningVolumeNode, planningSegmentationNode,
+                                                               dailyVolumeNode)
+        dailyLabels = mrml.case_from_nodes(dailyVolumeNode, dailySegmentationNode, SEGMENT_NAMES,
+                                           allow_missing=True).label
+        name = f"{planningVolumeNode.GetName()}_{dailyVolumeNode.GetName()}"
+        write_pair_case(folder, name, planning, planningLabels, daily, dailyLabels)
+        return name
+
+    def train(self, trainingFolder, outputFolder, iterations: int = 200, configName: str = "cpu_small",
+              device: str = "auto", progress: Optional[ProgressCallback] = None,
+              cancel: Optional[CancelCallback] = None, **overrides) -> str:
+        """Train on the pairs of a folder; returns the path of the new checkpoint (also listed among the models)."""
+        from AdaptiveRecontourLib.training import train_from_folder
+
+        path = train_from_folder(trainingFolder, outputFolder, configName=configName, iterations=iterations,
+                                 device=device, progress=progress, cancel=cancel, **overrides)
+        if str(outputFolder) not in self.trainingOutputFolders:
+            self.trainingOutputFolders.append(str(outputFolder))
+        return str(path)
+
+
+# ----------------------------------------------------------------------------------------------------------- test
+class AdaptiveRecontourTest(ScriptedLoadableModuleTest):  # noqa: F405
+    """Runs in Slicer (Reload and Test) and under pytest through the test runtime."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_AdaptiveRecontourPhantomPair()
+        self.setUp()
+        self.test_AdaptiveRecontourBadInput()
+
+    @staticmethod
+    def phantomNodes(seed: int = 901, model=None):
+        """Planning CT, planning segmentation, daily CT and reference daily segmentation of a phantom pair."""
+        from mednets.image import Volume
+        from mednets.phantoms import KJI_LPS_DIRECTIONS
+        from mednets.phantoms.pelvis_pair import pelvis_ct_pair
+
+        pair = pelvis_ct_pair(seed, shape=(32, 44, 54), spacing=(3.0, 3.0, 3.0))
+        specs = segment_specs(segment_classes())
+        nodes = []
+        for case, name in ((pair.planning, "planning CT"), (pair.daily, "daily CT")):
+            volume = Volume(case.image, spacing=case.spacing, directions_ras=KJI_LPS_DIRECTIONS)
+            volumeNode = mrml.new_volume_node(volume, slicer.mrmlScene, name)
+            labels = np.where(case.labels <= 4, case.labels, 0).astype(np.uint8)
+            nodes += [volumeNode, mrml.new_segmentation_node(labels, volumeNode, specs, name=f"{name} contours")]
+        return nodes
+
+    def test_AdaptiveRecontourPhantomPair(self, model=None):
+        """Apply on a phantom pair gives a daily segmentation and a grid transform; Evaluate gives the table."""
+        planningCT, planningSeg, dailyCT, reference = self.phantomNodes()
+        logic = AdaptiveRecontourLogic()
+        fractions = []
+        segmentation, transform = logic.run(planningCT, planningSeg, dailyCT, model=model, device="cpu",
+                                            output="registration", progress=lambda f, m: fractions.append(f))
+        self.assertTrue(transform.IsA("vtkMRMLGridTransformNode"))
+        names = [segmentation.GetSegmentation().GetNthSegment(i).GetName()
+                 for i in range(segmentation.GetSegmentation().GetNumberOfSegments())]
+        self.assertEqual(names, list(SEGMENT_NAMES))
+        self.assertEqual(fractions[-1], 1.0)
+        rows, table = logic.evaluate(segmentation, reference, dailyCT, transform)
+        self.assertEqual(table.GetNumberOfRows(), 5)
+        deformation = rows[-1]
+        self.assertLess(deformation["folding_fraction"], 0.01)
+        meanDice = float(np.mean([r["dice"] for r in rows[:4]]))
+        self.assertGreater(meanDice, 0.5, f"mean DSC {meanDice:.3f}")
+        self.delayDisplay(f"Test passed (mean DSC {meanDice:.3f})")
+
+    def test_AdaptiveRecontourBadInput(self):
+        from mednets.image import Volume
+
+        logic = AdaptiveRecontourLogic()
+        planningCT, planningSeg, dailyCT, _reference = self.phantomNodes()
+        constant = mrml.new_volume_node(Volume(np.full((20, 20, 20), 40.0, np.float32), spacing=(3, 3, 3)),
+                                        slicer.mrmlScene, "constant")
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaisesRegex(ValueError, "No planning segmentation"):
+            logic.run(planningCT, None, dailyCT)
+        with self.assertRaisesRegex(ValueError, "constant"):
+            logic.run(planningCT, planningSeg, constant)
+        with self.assertRaisesRegex(ValueError, "No daily CT"):
+            logic.run(planningCT, planningSeg, None)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
+        self.delayDisplay("Test passed")

@@ -1,0 +1,144 @@
+"""AdaptiveRecontour, the scripted module, run unchanged under pytest through the Slicer test runtime.
+
+Covers loading the module file as Slicer does, its own ``AdaptiveRecontourTest`` (logic level: a phantom pair in,
+a daily segmentation and a grid transform out, the metrics table) and a widget test (select the inputs, Apply, wait
+for the background job, check the new nodes; Evaluate; bad input). Until bundled demo weights exist, a small untrained
+checkpoint is written into a temporary user-model folder under the default model's name, so the pipeline runs end to
+end either way (the self-test only asserts what an identity-like deformation also gives: the warped contours, no
+folding).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slicer_test_runtime import module_test_names
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "AdaptiveRecontour"
+MODULE_FILE = MODULE_DIR / "AdaptiveRecontour.py"
+CATALOGUE = MODULE_DIR / "Resources" / "Models" / "AdaptiveRecontourModels.json"
+
+
+def _write_small_checkpoint(folder: Path, name: str) -> Path:
+    if str(MODULE_DIR) not in sys.path:
+        sys.path.insert(0, str(MODULE_DIR))
+    import torch
+
+    from AdaptiveRecontourLib import build_model
+    from AdaptiveRecontourLib.configs import get_config
+    from AdaptiveRecontourLib.training import checkpoint_metadata
+    from mednets.checkpoints import save_checkpoint
+
+    config = get_config("cpu_small", filters=(4, 6, 8), spacing_mm=3.0)
+    torch.manual_seed(0)
+    network = build_model(config.model, **config.architecture_config())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.safetensors"
+    save_checkpoint(path, network, checkpoint_metadata(config, "untrained test network"))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _models(tmp_path, monkeypatch):
+    """User models come from a temporary folder; without bundled weights it holds a small default-named network."""
+    cache = tmp_path / "mednets-cache"
+    monkeypatch.setenv("MEDNETS_CACHE_DIR", str(cache))
+    if not CATALOGUE.is_file():
+        from mednets.sources import user_models_dir
+
+        sys.path.insert(0, str(MODULE_DIR))
+        from AdaptiveRecontourLib.configs import DEFAULT_MODEL
+
+        _write_small_checkpoint(user_models_dir(cache), DEFAULT_MODEL)
+
+
+def test_module_file_is_loaded_as_slicer_loads_it(slicer_runtime, mrml_scene):
+    import slicer
+
+    slicer_runtime.load_module(MODULE_FILE)
+    module = slicer.util.getModule("AdaptiveRecontour")
+    assert module.title == "Adaptive Recontour" and "Registration" in module.categories
+    assert not module.icon.isNull()
+    assert "AdaptiveRecontour" in slicer.selfTests
+
+
+@pytest.mark.parametrize("testName", module_test_names(MODULE_FILE))
+def test_module_self_test(slicer_runtime, mrml_scene, testName):
+    slicer_runtime.run_module_tests("AdaptiveRecontour", [testName])
+
+
+def _wait(widget, condition, timeout=120.0):
+    import slicer
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        slicer.app.processEvents()
+        time.sleep(0.01)
+
+
+def test_widget_apply_and_evaluate(module_widget, slicer_runtime, mrml_scene):
+    import slicer
+
+    slicer_runtime.load_module(MODULE_FILE)
+    widget = module_widget("AdaptiveRecontour")
+    testClass = sys.modules["AdaptiveRecontour"].AdaptiveRecontourTest
+    planningCT, planningSeg, dailyCT, reference = testClass.phantomNodes(seed=902)
+    ui = widget.ui
+    ui.planningVolumeSelector.setCurrentNode(planningCT)
+    ui.planningSegmentationSelector.setCurrentNode(planningSeg)
+    ui.dailyVolumeSelector.setCurrentNode(dailyCT)
+    ui.deviceComboBox.currentIndex = [ui.deviceComboBox.itemText(i) for i in range(ui.deviceComboBox.count)].index(
+        "CPU")
+    assert ui.applyButton.enabled
+    segmentationsBefore = len(slicer.util.getNodesByClass("vtkMRMLSegmentationNode"))
+    ui.applyButton.click()
+    assert ui.applyButton.text == "Cancel"
+    _wait(widget, lambda: widget._job is None)
+    assert "Created" in ui.statusLabel.text, ui.statusLabel.text
+    assert ui.applyButton.text == "Apply"
+    transforms = slicer.util.getNodesByClass("vtkMRMLGridTransformNode")
+    assert len(transforms) == 1 and transforms[0].GetName() == "daily CT planning-to-daily"
+    segmentations = slicer.util.getNodesByClass("vtkMRMLSegmentationNode")
+    assert len(segmentations) == segmentationsBefore + 2  # the daily result and the propagated planning copy
+    result = widget._parameterNode.resultSegmentation
+    assert result.GetName() == "daily CT recontoured"
+    propagated = slicer.mrmlScene.GetNodeByID(result.GetAttribute("AdaptiveRecontour.Propagated"))
+    assert propagated.GetTransformNodeID() == transforms[0].GetID()
+    assert planningSeg.GetTransformNodeID() is None  # the user's nodes are untouched
+    # Evaluate against the reference daily contours
+    ui.referenceSegmentationSelector.setCurrentNode(reference)
+    assert ui.evaluateButton.enabled
+    ui.evaluateButton.click()
+    _wait(widget, lambda: widget._evaluationJob is None)
+    table = widget.lastTableNode
+    assert table is not None and table.GetNumberOfRows() == 5, ui.evaluateStatusLabel.text
+    assert "Mean DSC" in ui.evaluateStatusLabel.text
+
+
+def test_widget_bad_input_reports_error(module_widget, slicer_runtime, mrml_scene, slicer_messages):
+    import slicer
+    from mednets import mrml
+    from mednets.image import Volume
+
+    slicer_runtime.load_module(MODULE_FILE)
+    widget = module_widget("AdaptiveRecontour")
+    testClass = sys.modules["AdaptiveRecontour"].AdaptiveRecontourTest
+    planningCT, planningSeg, dailyCT, _reference = testClass.phantomNodes(seed=903)
+    nanVolume = Volume(np.random.default_rng(0).normal(size=(16, 16, 16)).astype(np.float32) * 500)
+    nanVolume.array[1, 2, 3] = np.nan
+    nanNode = mrml.new_volume_node(nanVolume, slicer.mrmlScene, "broken daily")
+    widget.ui.planningVolumeSelector.setCurrentNode(planningCT)
+    widget.ui.planningSegmentationSelector.setCurrentNode(planningSeg)
+    widget.ui.dailyVolumeSelector.setCurrentNode(nanNode)
+    count = slicer.mrmlScene.GetNumberOfNodes()
+    widget.ui.applyButton.click()
+    assert widget._job is None
+    assert "NaN" in widget.ui.statusLabel.text
+    assert slicer.mrmlScene.GetNumberOfNodes() == count
