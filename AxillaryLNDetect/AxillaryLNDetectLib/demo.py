@@ -1,0 +1,203 @@
+"""AxillaryLNDetect demo: demo weights for both stages trained on CT axilla phantoms, and the batch demo of
+``make demo``.
+
+Demo weights (``Resources/Models/axillary-demo-voi.safetensors`` / ``axillary-demo-ln.safetensors``, fp16) are made by
+this file, not by hand::
+
+    python -m AxillaryLNDetectLib.demo --train-weights      # from the AxillaryLNDetect folder
+
+They use the paper's network with reduced widths (:data:`DEMO_CONFIG`, the ``cpu_small`` configuration: widths
+8-16-32, 60^3 patches, stage 1 at 4 mm and stage 2 at 2 mm on phantoms at 2.5 mm) so that training and the demo run
+on a CPU; everything else is the paper's recipe (targets from sparse annotations, Dice / weighted cross-entropy, 50/50
+patches, Adam 1e-3, plateau halving, best by Jaccard, augmentation). The full-size paper configuration stays the
+default for training on real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .configs import DEFAULT_MODEL, MODULE_NAME, AxillaryConfig, get_config
+
+__all__ = ["DEMO_CONFIG", "PHANTOM_GRID", "phantom_item", "train_demo_weights", "test_detector", "run_demo",
+           "WEIGHTS_DIR"]
+
+#: The demo configuration (see the module docstring).
+DEMO_CONFIG: AxillaryConfig = get_config("cpu_small")
+#: Phantom grid of the demo and of the learning test: 120 x 200 x 360 mm at 2.5 mm.
+PHANTOM_GRID = {"shape": (48, 80, 144), "spacing": (2.5, 2.5, 2.5)}
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+TRAIN_SEEDS = tuple(range(0, 8))
+VALIDATION_SEEDS = (900,)
+DEMO_SEED = 950
+
+
+def phantom_item(seed: int, name: Optional[str] = None, **grid):
+    """An axilla phantom as an annotated CT (:class:`AxillaryLNDetectLib.training.AnnotatedCT`)."""
+    from mednets.phantoms.axilla_ct import axilla_ct_phantom
+
+    from .training import AnnotatedCT
+
+    settings = dict(PHANTOM_GRID)
+    settings.update(grid)
+    return AnnotatedCT.from_phantom(name or f"axilla-phantom-{seed}", axilla_ct_phantom(seed=seed, **settings))
+
+
+def _save_pair(folder: Path, name: str, networks: Dict[str, object], config: AxillaryConfig, training_data: str,
+               extra: Optional[Dict[str, dict]] = None, dtype: Optional[str] = None) -> Dict[str, Path]:
+    from mednets.checkpoints import save_checkpoint
+
+    from .training import checkpoint_metadata
+
+    paths = {}
+    for stage, network in networks.items():
+        metadata = checkpoint_metadata(stage, config, network, training_data)
+        if extra and stage in extra:
+            metadata.extra["demo"] = extra[stage]
+        path = folder / f"{name}-{stage}.safetensors"
+        save_checkpoint(path, network, metadata, dtype=dtype)
+        paths[stage] = path
+    return paths
+
+
+def test_detector(folder: Optional[Path] = None):
+    """A detector for tests: the bundled demo detector when its catalogue exists, else a seeded UNTRAINED tiny pair
+    (widths 2-4-8, stages at 8 mm / 4 mm) written to ``folder`` (a temporary folder by default). Returns a
+    DetectorSource."""
+    import torch
+
+    from . import build_model
+    from .models import CATALOGUE, detector_from_path, find_detector
+
+    if CATALOGUE.is_file():
+        return find_detector(DEFAULT_MODEL)
+    folder = Path(folder or tempfile.mkdtemp(prefix="axillary-test-detector-"))
+    config = DEMO_CONFIG.replace(model_overrides={"widths": (2, 4, 8)}, stage1_spacing=8.0, stage2_spacing=4.0,
+                                 inference_size=76, voi_min_voxels=1)
+    torch.manual_seed(0)
+    networks = {stage: build_model("unet3d_3level", widths=(2, 4, 8)) for stage in ("voi", "ln")}
+    with torch.no_grad():  # an untrained VOI network that marks everything as VOI (the ReLU head's class 1 wins)
+        networks["voi"].head[0].bias.copy_(torch.tensor([0.0, 3.0]))
+    paths = _save_pair(folder, "untrained-test", networks, config, "untrained test networks")
+    return detector_from_path(paths["ln"])
+
+
+def train_demo_weights(output_dir: Path = WEIGHTS_DIR, voi_iterations: int = 400, ln_iterations: int = 800,
+                       device: str = "cpu", log: Callable[[str], None] = print) -> Dict[str, object]:
+    """Train both demo stages on phantoms and write fp16 weights, the catalogue entries and measured scores."""
+    import shutil
+
+    from mednets.fileio import sha256_file
+    from mednets.sources import ModelRegistry, ModelSource
+
+    from .models import CATALOGUE
+    from .training import train_stage
+
+    started = time.monotonic()
+    train_items = [phantom_item(seed) for seed in TRAIN_SEEDS]
+    validation_items = [phantom_item(seed) for seed in VALIDATION_SEEDS]
+    run_dir = Path(tempfile.mkdtemp(prefix="axillary-demo-training-"))
+    summary: Dict[str, object] = {}
+    try:
+        networks, extra = {}, {}
+        for stage, iterations in (("voi", voi_iterations), ("ln", ln_iterations)):
+            stage_started = time.monotonic()
+            result, network = train_stage(stage, train_items, validation_items, DEMO_CONFIG, str(run_dir / stage),
+                                          iterations=iterations, seed=0, device=device, log=log)
+            networks[stage] = network
+            extra[stage] = {"iterations": result.iterations, "best_validation_jaccard": result.best_metric,
+                            "best_iteration": result.best_iteration,
+                            "training_minutes_cpu": round((time.monotonic() - stage_started) / 60, 1)}
+        training_data = (f"{len(TRAIN_SEEDS)} synthetic contrast-CT axilla phantoms (mednets.phantoms.axilla_ct, "
+                         f"seeds {TRAIN_SEEDS[0]}-{TRAIN_SEEDS[-1]}, {PHANTOM_GRID}); validation seeds "
+                         f"{list(VALIDATION_SEEDS)}. Synthetic data only: NOT for clinical use.")
+        paths = _save_pair(Path(output_dir), DEFAULT_MODEL, networks, DEMO_CONFIG, training_data, extra,
+                           dtype="float16")
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    registry = ModelRegistry.load(CATALOGUE) if CATALOGUE.is_file() else ModelRegistry()
+    for stage, path in paths.items():
+        registry.add(ModelSource(
+            name=f"{DEFAULT_MODEL}-{stage}", path=str(path), sha256=sha256_file(path), license="Apache-2.0",
+            module=MODULE_NAME, architecture="unet3d_3level",
+            description=(f"Demo {'VOI' if stage == 'voi' else 'lymph-node'} stage (widths 8-16-32), trained on "
+                         "synthetic CT axilla phantoms only; not for clinical use")), replace=True)
+    registry.save(CATALOGUE)
+    summary = {"minutes": round((time.monotonic() - started) / 60, 1), "stages": extra,
+               "bytes": {stage: Path(path).stat().st_size for stage, path in paths.items()}}
+    log(json.dumps(summary))
+    return summary
+
+
+def run_demo(output_dir: Path, progress=None):
+    """Detect the nodes of a held-out phantom through the module Logic with the demo detector, evaluate against its
+    annotations (FROC table + plot), write the files; returns a DemoResult."""
+    import slicer
+    from mednets import mrml
+    from mednets.demo import DemoPanel, DemoResult, overlay_labels
+    from mednets.image import Volume
+    from mednets.phantoms.axilla_ct import axilla_ct_phantom
+
+    import AxillaryLNDetect  # the scripted module file (its folder is on sys.path when loaded)
+
+    started = time.monotonic()
+    output_dir = Path(output_dir)
+    case = axilla_ct_phantom(seed=DEMO_SEED, **PHANTOM_GRID)
+    volume = Volume(case.image, spacing=case.spacing, directions_ras=case.extra["directions_ras"])
+    slicer.mrmlScene.Clear()
+    volume_node = mrml.new_volume_node(volume, slicer.mrmlScene, "CT axilla phantom")
+    reference = mrml.new_point_list_node(volume.kji_to_ras(case.extra["centres_kji"]),
+                                         descriptions=[f"diameter={d:.1f}" for d in case.extra["short_axis_mm"]],
+                                         scene=slicer.mrmlScene, name="reference lymph nodes")
+    logic = AxillaryLNDetect.AxillaryLNDetectLogic()
+    points, segmentation = logic.run(volume_node, device="auto", progress=progress)
+    metrics, table, _chart = logic.evaluate(volume_node, points, referencePoints=reference)
+    seg_path = mrml.save_node(segmentation, output_dir / "axilla_phantom_detections.seg.nrrd")
+    csv_path = mrml.save_node(table, output_dir / "axilla_phantom_froc.csv")
+    points_path = mrml.save_node(points, output_dir / "axilla_phantom_lymph_nodes.mrk.json")
+    result = logic._results[points.GetID()]
+    image = volume.array
+    k = int(round(case.extra["centres_kji"][int(np.argmax(case.extra["short_axis_mm"]))][0])) \
+        if len(case.extra["short_axis_mm"]) else image.shape[0] // 2
+    axial = lambda array: array[k]  # noqa: E731
+    labels = np.where(result.candidate_labels > 0, 1, np.where(result.voi_mask, 2, 0))
+    colors = {1: (0.9, 0.85, 0.2), 2: (0.3, 0.6, 0.95), 3: (0.9, 0.2, 0.2)}
+    window = (-300.0, 400.0)
+    panels = [DemoPanel("CT axilla phantom (axial)", overlay_labels(axial(image), None, window=window), 1.0),
+              DemoPanel("detections (yellow), VOI (blue)", overlay_labels(axial(image), axial(labels), colors, window),
+                        1.0),
+              DemoPanel("reference nodes (outline)", overlay_labels(axial(image), np.where(axial(case.labels) > 0, 3, 0),
+                                                                    colors, window, outline_only=True), 1.0)]
+    overall = metrics["all"]
+    values = {"sensitivity @2 FP/vol": overall["sensitivity_at"][2.0],
+              "sensitivity @6.7 FP/vol": overall["sensitivity_at"][6.7],
+              "lymph nodes": float(overall["targets"]), "detected": float(overall["detected"])}
+    return DemoResult(MODULE_NAME, "held-out CT axilla phantom through AxillaryLNDetectLogic.run + evaluate (FROC), "
+                      "demo detector", values, panels, [seg_path, csv_path, points_path], time.monotonic() - started)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m AxillaryLNDetectLib.demo",
+                                     description="Train the AxillaryLNDetect demo weights on CT axilla phantoms.")
+    parser.add_argument("--train-weights", action="store_true", help="train and write both demo stages")
+    parser.add_argument("--voi-iterations", type=int, default=400)
+    parser.add_argument("--ln-iterations", type=int, default=800)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    if not args.train_weights:
+        parser.print_help()
+        return 0
+    train_demo_weights(voi_iterations=args.voi_iterations, ln_iterations=args.ln_iterations, device=args.device)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""AxillaryLNDetect, the scripted module, run unchanged under pytest through the Slicer test runtime.
+
+Covers: loading the module file as Slicer does, its own ``AxillaryLNDetectTest`` (logic level), and the widget: CT
+phantom in, Apply, a point list of lymph nodes + a segmentation with the detections and the VOI; Evaluate with
+reference points fills a FROC table and a plot chart (and a PNG in the panel); bad input reaches errorDisplay.
+Without bundled demo weights the tests use an untrained tiny detector (AxillaryLNDetectLib.demo.test_detector).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from slicer_test_runtime import module_test_names
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_DIR = ROOT / "AxillaryLNDetect"
+MODULE_FILE = MODULE_DIR / "AxillaryLNDetect.py"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_model_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDNETS_CACHE_DIR", str(tmp_path / "mednets-cache"))
+
+
+def _phantomNodes():
+    import slicer
+    from mednets import mrml
+    from mednets.image import Volume
+    from mednets.phantoms.axilla_ct import axilla_ct_phantom
+
+    case = axilla_ct_phantom(seed=21, shape=(32, 48, 96), spacing=(4.0, 4.0, 4.0), node_diameter_mm=(8.0, 20.0))
+    volume = Volume(case.image, spacing=case.spacing, directions_ras=case.extra["directions_ras"])
+    volumeNode = mrml.new_volume_node(volume, slicer.mrmlScene, "Axilla")
+    reference = mrml.new_point_list_node(volume.kji_to_ras(case.extra["centres_kji"]),
+                                         descriptions=[f"diameter={d:.1f}" for d in case.extra["short_axis_mm"]],
+                                         scene=slicer.mrmlScene, name="Reference nodes")
+    return volumeNode, reference, case
+
+
+def _selectTestDetector(widget, tmp_path):
+    if str(MODULE_DIR) not in sys.path:
+        sys.path.insert(0, str(MODULE_DIR))
+    from AxillaryLNDetectLib.demo import test_detector
+
+    detector = test_detector(tmp_path)
+    widget.logic.trainingOutputFolders.append(str(Path(detector.ln.path).parent))
+    widget.refreshModels(selectPath=detector.ln.path)
+    assert widget.ui.modelComboBox.currentText == detector.name
+    return detector
+
+
+def test_module_file_is_loaded_as_slicer_loads_it(slicer_runtime, mrml_scene):
+    import slicer
+
+    pythonModule = slicer_runtime.load_module(MODULE_FILE)
+    module = slicer.util.getModule("AxillaryLNDetect")
+    assert sys.modules["AxillaryLNDetect"] is pythonModule
+    assert module.title == "Axillary LN Detect" and "Segmentation" in module.categories
+    assert not module.icon.isNull()
+    assert "AxillaryLNDetect" in slicer.selfTests
+
+
+@pytest.mark.parametrize("testName", module_test_names(MODULE_FILE))
+def test_module_self_test(slicer_runtime, mrml_scene, testName):
+    slicer_runtime.load_module(MODULE_FILE)
+    slicer_runtime.run_module_tests("AxillaryLNDetect", [testName])
+
+
+def test_widget_apply_then_evaluate_with_reference_points(module_widget, slicer_runtime, tmp_path):
+    import slicer
+    from mednets import mrml
+
+    widget = module_widget("AxillaryLNDetect")
+    ui = widget.ui
+    assert ui.voiThresholdSliderWidget.value == 0.5 and ui.lnThresholdSliderWidget.value == 0.5
+    assert ui.advancedCollapsibleButton.collapsed and ui.trainCollapsibleButton.collapsed
+    _selectTestDetector(widget, tmp_path)
+    volumeNode, reference, case = _phantomNodes()
+    ui.inputSelector.setCurrentNode(volumeNode)
+    ui.deviceComboBox.setCurrentIndex(3)  # CPU
+    assert ui.applyButton.enabled
+    before = len(slicer.util.getNodesByClass("vtkMRMLSegmentationNode"))
+    ui.applyButton.click()
+    assert widget.isRunning() and ui.applyButton.text == "Cancel"
+    slicer_runtime.pump_events(until=lambda: not widget.isRunning(), timeout=120)
+    assert "lymph-node candidate" in ui.statusLabel.text, ui.statusLabel.text
+    points = widget._parameterNode.resultPoints
+    assert points is not None and points.GetName() == "Axilla lymph nodes"
+    segmentations = slicer.util.getNodesByClass("vtkMRMLSegmentationNode")
+    assert len(segmentations) == before + 1
+    segmentation = points.GetNodeReference("AxillaryLNDetect.Segmentation")
+    names = {segmentation.GetSegmentation().GetNthSegment(i).GetName()
+             for i in range(segmentation.GetSegmentation().GetNumberOfSegments())}
+    assert "lymph node" in names
+    # the VOI segment (the untrained test detector marks everything as VOI; a trained one the axillae)
+    if "axillary VOI" in names:
+        labels, _ = mrml.labelmap_from_segmentation(
+            segmentation, volumeNode, [segmentation.GetSegmentation().GetSegmentIdBySegmentName("axillary VOI")])
+        assert labels.any()
+    for i in range(points.GetNumberOfControlPoints()):
+        assert "confidence=" in points.GetNthControlPointDescription(i)
+
+    ui.referencePointsSelector.setCurrentNode(reference)
+    assert ui.evaluateButton.enabled
+    ui.evaluateButton.click()
+    slicer_runtime.pump_events(until=lambda: not widget.isEvaluating(), timeout=60)
+    table = widget.lastTableNode
+    assert table is not None, ui.evaluateStatusLabel.text
+    rows = mrml.table_to_rows(table)
+    assert [row["group"] for row in rows] == ["all", "<5mm", ">=5mm", ">=10mm"]
+    assert int(rows[0]["lymph nodes"]) == int(case.labels.max())
+    chart = widget.lastPlotChartNode
+    assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() >= 1
+    series = chart.GetNthPlotSeriesNode(0)
+    assert series.GetTableNode() is not None and series.GetXColumnName().endswith("FPs/volume")
+    assert not ui.metricsTableView.isHidden() and not ui.frocPlotLabel.isHidden()
+    assert "lymph nodes detected" in ui.evaluateStatusLabel.text
+
+
+def test_widget_errors_reach_the_user(module_widget, slicer_runtime, slicer_messages, tmp_path):
+    import slicer
+    from mednets import mrml
+    from mednets.image import Volume
+
+    widget = module_widget("AxillaryLNDetect")
+    _selectTestDetector(widget, tmp_path)
+    flat = mrml.new_volume_node(Volume(np.full((16, 16, 16), 40.0, np.float32)), slicer.mrmlScene, "Flat")
+    widget.ui.inputSelector.setCurrentNode(flat)
+    widget.ui.applyButton.click()
+    slicer_runtime.pump_events(until=lambda: not widget.isRunning(), timeout=30)
+    errors = [m.text for m in slicer_messages if m.kind == "error"]
+    assert errors and "constant" in errors[-1]
+    assert widget.ui.statusLabel.text.startswith("Error: The image is constant")
