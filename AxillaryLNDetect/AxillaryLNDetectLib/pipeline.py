@@ -1,6 +1,6 @@
 """Two-stage inference of AxillaryLNDetect (Altun et al., Fig. 2) and its detection evaluation.
 
-1. Stage 1: the CT is resampled to ``stage1_spacing`` (3 mm, Lanczos-3 windowed sinc, SimpleITK), normalised, and the
+1. Stage 1: the CT is resampled to ``stage1_spacing`` (3 mm, Lanczos-3, :mod:`mednets.lanczos`), normalised, and the
    VOI network runs over it (sliding window with ``output_crop = 20``: 72^3 windows give 32^3 output tiles);
    ``p >= voi_threshold`` is the VOI.
 2. Stage 2: for each connected VOI component, the original CT is cropped to the component's box (plus a margin),
@@ -30,7 +30,8 @@ from mednets.inference import sliding_window
 from mednets.metrics.froc import (PAPER_SIZE_GROUPS, Candidate, DetectionMatch, detection_candidates,
                                   evaluate_detections, match_detections)
 from mednets.progress import CancelCallback, ProgressCallback, check_cancel, report, sub_progress
-from mednets.resampling import resample_to_reference, resample_to_spacing
+from mednets.lanczos import resample_to_spacing_lanczos
+from mednets.resampling import resample_to_reference
 from mednets.sparse_annotations import sphere_instances
 
 from .configs import HU_CLIP, AxillaryConfig, normalise_hu
@@ -57,11 +58,15 @@ def crop_volume(volume: Volume, start: Sequence[int], stop: Sequence[int]) -> Vo
 
 
 def resample_ct(volume: Volume, spacing: float) -> Volume:
-    """CT resampled to isotropic ``spacing`` with Lanczos-3 (windowed sinc) interpolation, float32, air outside."""
+    """CT resampled to isotropic ``spacing`` with Lanczos-3 interpolation, float32, air outside.
+
+    Uses :func:`mednets.lanczos.resample_to_spacing_lanczos` (separable; radius 3 as in the paper). SimpleITK's
+    ``sitkLanczosWindowedSinc`` is the same windowed-sinc kernel with radius 5, point by point, about 50x slower.
+    """
     source = Volume(volume.array.astype(np.float32, copy=False), ijk_to_ras=volume.ijk_to_ras)
     if np.allclose(volume.spacing, spacing):
         return source
-    return resample_to_spacing(source, float(spacing), interpolator="lanczos", default_value=HU_CLIP[0])
+    return resample_to_spacing_lanczos(source, float(spacing), default_value=HU_CLIP[0])
 
 
 def predict_foreground(network: torch.nn.Module, hu: np.ndarray, config: AxillaryConfig,
