@@ -1,0 +1,187 @@
+"""Widget tests of NucleiMaskylo: what a user does in the module panel.
+
+Runs inside 3D Slicer (ctest through ``slicer_add_python_unittest``) and under pytest with the test runtime
+(``Testing/test_nucleimaskylo_module.py``). The tests need no bundled weights: ``setUp`` writes a small untrained
+``mask_rcnn_small`` checkpoint (seeded) into a temporary folder listed through ``logic.trainingOutputFolders``; with
+random weights the network still returns instance masks, so the whole Apply path (tiles, stitching, label map,
+table) is exercised. ``MEDNETS_CACHE_DIR`` points to a temporary folder during the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+import numpy as np
+
+import slicer
+from mednets import mrml
+from mednets.image import Volume
+from mednets.phantoms.he_nuclei import he_nuclei_phantom
+
+TIMEOUT_S = 120.0
+
+
+def waitUntil(condition, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout} s")
+        slicer.app.processEvents()
+        time.sleep(0.01)
+
+
+def writeSmallCheckpoint(path: Path, score_threshold: float = 0.05) -> Path:
+    """An untrained mask_rcnn_small checkpoint (seeded) whose pipeline keeps low-confidence nuclei."""
+    import torch
+
+    import NucleiMaskyloLib
+    from NucleiMaskyloLib.training import save_nuclei_checkpoint
+
+    torch.manual_seed(0)
+    model = NucleiMaskyloLib.build_model("mask_rcnn_small", box_detections_per_img=50)
+    save_nuclei_checkpoint(path, model, "mask_rcnn_small", {"box_detections_per_img": 50},
+                           pipeline={"tile_size": 128, "overlap": 32, "stain_method": "macenko",
+                                     "score_threshold": score_threshold},
+                           training_data="untrained test network")
+    return path
+
+
+class NucleiMaskyloWidgetTest(unittest.TestCase):
+    def setUp(self):
+        slicer.mrmlScene.Clear(0)
+        self.folder = Path(tempfile.mkdtemp(prefix="NucleiMaskyloWidgetTest-"))
+        self.modelFolder = self.folder / "models"
+        self.modelFolder.mkdir()
+        self.checkpoint = writeSmallCheckpoint(self.modelFolder / "nucleimaskylo-test-tiny.safetensors")
+        self.previousCacheDir = os.environ.get("MEDNETS_CACHE_DIR")
+        os.environ["MEDNETS_CACHE_DIR"] = str(self.folder / "cache")
+        self.widget = slicer.util.getModuleWidget("NucleiMaskylo")
+        self.widget.enter()
+        self.ui = self.widget.ui
+        self.logic = self.widget.logic
+        self.logic.trainingOutputFolders.append(str(self.modelFolder))
+        self.widget.refreshModels(selectPath=self.checkpoint)
+        self.ui.deviceComboBox.setCurrentIndex(self.ui.deviceComboBox.findText("CPU"))
+
+    def tearDown(self):
+        for folder in list(self.logic.trainingOutputFolders):
+            if Path(folder).is_relative_to(self.folder):
+                self.logic.trainingOutputFolders.remove(folder)
+        if self.previousCacheDir is None:
+            os.environ.pop("MEDNETS_CACHE_DIR", None)
+        else:
+            os.environ["MEDNETS_CACHE_DIR"] = self.previousCacheDir
+        self.widget.refreshModels()
+        self.widget.exit()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def addTile(self, seed: int = 31, shape=(160, 200), name: str = "H&E tile"):
+        phantom = he_nuclei_phantom(seed, shape=shape)
+        node = mrml.new_volume_node(Volume(phantom.image[None]), slicer.mrmlScene, name, node_class="vector")
+        return node, phantom
+
+    def selectInput(self, node) -> None:
+        self.ui.inputSelector.setCurrentNode(node)
+
+    def test_ApplyCreatesInstanceLabelmapAndTable(self):
+        node, phantom = self.addTile()
+        self.selectInput(node)
+        self.ui.scoreThresholdSliderWidget.value = 0.05
+        self.ui.tileSizeSpinBox.value = 128
+        self.ui.overlapSpinBox.value = 32
+        self.assertTrue(self.ui.applyButton.enabled)
+        self.ui.applyButton.click()
+        self.assertTrue(self.widget.isRunning())
+        self.assertEqual(self.ui.applyButton.text, "Cancel")
+        waitUntil(lambda: not self.widget.isRunning())
+        self.assertEqual(self.ui.applyButton.text, "Apply")
+        labelmaps = slicer.util.getNodesByClass("vtkMRMLLabelMapVolumeNode")
+        self.assertEqual(len(labelmaps), 1, self.ui.statusLabel.text)
+        labelmap = labelmaps[0]
+        self.assertEqual(labelmap.GetName(), "H&E tile nuclei")
+        labels = slicer.util.arrayFromVolume(labelmap)[0]
+        self.assertEqual(labels.shape, phantom.labels.shape)
+        table = self.widget.lastNucleusTable
+        self.assertIsNotNone(table)
+        columns = mrml.table_to_columns(table)
+        self.assertEqual(list(columns)[:6], ["label", "area_px", "centroid_row", "centroid_col", "confidence",
+                                             "branch"])
+        self.assertEqual(table.GetNumberOfRows(), int(labels.max()))
+        if table.GetNumberOfRows():
+            visible = np.bincount(labels.ravel(), minlength=labels.max() + 1)[1:]
+            self.assertTrue(np.array_equal(np.asarray(columns["area_px"]), visible))
+            self.assertEqual(sorted(np.unique(labels[labels > 0]).tolist()), columns["label"])
+            self.assertTrue(set(columns["branch"]) <= {"mask_rcnn"})
+        colours = slicer.mrmlScene.GetNodeByID(labelmap.GetDisplayNode().GetColorNodeID())
+        self.assertEqual(colours.GetNumberOfColors(), int(labels.max()) + 1)  # one colour per nucleus
+        self.assertIn("nuclei", self.ui.statusLabel.text)
+        self.assertIs(self.widget._parameterNode.resultLabelmap, labelmap)
+
+    def test_EvaluateFillsMetricsTable(self):
+        node, phantom = self.addTile(seed=32, shape=(96, 96))
+        reference = mrml.new_volume_node(phantom.labels[None].astype(np.int32), name="reference", node_class="label",
+                                         reference_node=node)
+        result = phantom.labels.copy()
+        result[result % 3 == 0] = 0  # a third of the nuclei missed
+        resultNode = mrml.new_volume_node(result[None].astype(np.int32), name="result", node_class="label",
+                                          reference_node=node)
+        self.ui.resultSelector.setCurrentNode(resultNode)
+        self.ui.referenceSelector.setCurrentNode(reference)
+        self.assertTrue(self.ui.evaluateButton.enabled)
+        self.ui.evaluateButton.click()
+        table = self.widget.lastTableNode
+        self.assertIsNotNone(table, self.ui.evaluateStatusLabel.text)
+        rows = {row["metric"]: row["value"] for row in mrml.table_to_rows(table)}
+        for name in ("Precision", "Recall", "mAP@50", "mAP@50-95", "Dice", "IoU", "AJI", "PQ"):
+            self.assertIn(name, rows)
+        self.assertAlmostEqual(rows["Precision"], 1.0)
+        expected_recall = (np.unique(result).size - 1) / (np.unique(phantom.labels).size - 1)
+        self.assertAlmostEqual(rows["Recall"], expected_recall)
+        self.assertLess(rows["AJI"], 1.0)
+        self.assertIn("mAP@50", self.ui.evaluateStatusLabel.text)
+
+    def test_BadInputShowsError(self):
+        grey = mrml.new_volume_node(Volume(np.random.default_rng(0).random((1, 32, 32)).astype(np.float32)),
+                                    slicer.mrmlScene, "grey")
+        constant = mrml.new_volume_node(Volume(np.full((1, 32, 32, 3), 250, np.uint8)), slicer.mrmlScene, "blank",
+                                        node_class="vector")
+        self.selectInput(constant)
+        nodes = slicer.mrmlScene.GetNumberOfNodes()
+        self.ui.applyButton.click()
+        self.assertFalse(self.widget.isRunning())
+        self.assertIn("constant", self.ui.statusLabel.text)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodes)
+        self.assertIsNotNone(grey)  # a grey volume is not even offered by the RGB selector
+
+    def test_CancelAddsNothing(self):
+        node, _ = self.addTile(seed=33, shape=(400, 400))
+        self.selectInput(node)
+        self.ui.tileSizeSpinBox.value = 128
+        self.ui.overlapSpinBox.value = 32
+        self.ui.applyButton.click()
+        self.ui.applyButton.click()  # Cancel
+        waitUntil(lambda: not self.widget.isRunning())
+        self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLLabelMapVolumeNode")), 0)
+        self.assertIn("Cancel", self.ui.statusLabel.text)
+
+    def test_AddCaseWritesNuInsSegLayout(self):
+        node, phantom = self.addTile(seed=34, shape=(64, 64), name="case one")
+        reference = mrml.new_volume_node(phantom.labels[None].astype(np.int32), name="reference", node_class="label",
+                                         reference_node=node)
+        self.selectInput(node)
+        self.ui.referenceSelector.setCurrentNode(reference)
+        self.ui.trainingFolderPathLineEdit.currentPath = str(self.folder / "tiles")
+        self.assertTrue(self.ui.addCaseButton.enabled)
+        self.ui.addCaseButton.click()
+        from NucleiMaskyloLib.datasets import load_nuinsseg_case, scan_nuinsseg
+
+        cases = scan_nuinsseg(self.folder / "tiles")
+        self.assertEqual(len(cases), 1)
+        image, labels, _ = load_nuinsseg_case(cases[0])
+        np.testing.assert_array_equal(image, phantom.image)
+        np.testing.assert_array_equal(labels, phantom.labels)
