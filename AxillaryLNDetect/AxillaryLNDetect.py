@@ -869,9 +869,9 @@ class AxillaryLNDetectTest(ScriptedLoadableModuleTest):  # noqa: F405
 
     @staticmethod
     def _model():
-        from AxillaryLNDetectLib.demo import test_detector
+        from AxillaryLNDetectLib.demo import make_test_detector
 
-        return test_detector()
+        return make_test_detector()
 
     def test_AxillaryLNDetectPhantom(self) -> None:
         self.delayDisplay("Detect lymph nodes in a CT axilla phantom and evaluate")

@@ -3,7 +3,7 @@
 Covers: loading the module file as Slicer does, its own ``AxillaryLNDetectTest`` (logic level), and the widget: CT
 phantom in, Apply, a point list of lymph nodes + a segmentation with the detections and the VOI; Evaluate with
 reference points fills a FROC table and a plot chart (and a PNG in the panel); bad input reaches errorDisplay.
-Without bundled demo weights the tests use an untrained tiny detector (AxillaryLNDetectLib.demo.test_detector).
+Without bundled demo weights the tests use an untrained tiny detector (AxillaryLNDetectLib.demo.make_test_detector).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ def _phantomNodes():
 def _selectTestDetector(widget, tmp_path):
     if str(MODULE_DIR) not in sys.path:
         sys.path.insert(0, str(MODULE_DIR))
-    from AxillaryLNDetectLib.demo import test_detector
+    from AxillaryLNDetectLib.demo import make_test_detector
 
-    detector = test_detector(tmp_path)
+    detector = make_test_detector(tmp_path)
     widget.logic.trainingOutputFolders.append(str(Path(detector.ln.path).parent))
     widget.refreshModels(selectPath=detector.ln.path)
     assert widget.ui.modelComboBox.currentText == detector.name

@@ -60,7 +60,7 @@ def read_annotated_folder(folder: PathLike) -> List["AnnotatedCT"]:
     if not folder.is_dir():
         raise ValueError(f"the training folder '{folder}' does not exist")
     items = []
-    for nodes_path in sorted(folder.glob("*_nodes.json")):
+    for nodes_path in sorted(folder.glob("*_nodes.json"), key=lambda p: p.name[:-len("_nodes.json")]):
         name = nodes_path.name[:-len("_nodes.json")]
         image_path = folder / f"{name}_image.nrrd"
         if not image_path.is_file():

@@ -27,7 +27,7 @@ import numpy as np
 
 from .configs import DEFAULT_MODEL, MODULE_NAME, AxillaryConfig, get_config
 
-__all__ = ["DEMO_CONFIG", "PHANTOM_GRID", "phantom_item", "train_demo_weights", "test_detector", "run_demo",
+__all__ = ["DEMO_CONFIG", "PHANTOM_GRID", "phantom_item", "train_demo_weights", "make_test_detector", "run_demo",
            "WEIGHTS_DIR"]
 
 #: The demo configuration (see the module docstring).
@@ -68,7 +68,7 @@ def _save_pair(folder: Path, name: str, networks: Dict[str, object], config: Axi
     return paths
 
 
-def test_detector(folder: Optional[Path] = None):
+def make_test_detector(folder: Optional[Path] = None):
     """A detector for tests: the bundled demo detector when its catalogue exists, else a seeded UNTRAINED tiny pair
     (widths 2-4-8, stages at 8 mm / 4 mm) written to ``folder`` (a temporary folder by default). Returns a
     DetectorSource."""
