@@ -99,3 +99,4 @@ def load_model(path: PathLike, build_model: BuildModel, module: str, device: Uni
             while len(_CACHE) > _CACHE_SIZE:
                 _CACHE.popitem(last=False)
     return loaded
+

@@ -54,6 +54,7 @@ __all__ = [
     "resolve",
     "import_weights",
     "local_checkpoint_sources",
+    "ModuleModels",
 ]
 
 #: Environment variable that overrides the cache folder.
@@ -510,3 +511,69 @@ def local_checkpoint_sources(folders: Iterable[PathLike], module: str) -> List[M
                 name=name, path=str(path.resolve()), module=module, architecture=meta.architecture,
                 description=meta.training_data or (f"trained weights ({details})" if details else "user weights")))
     return [found[name] for name in sorted(found)]
+
+
+class ModuleModels:
+    """The weights one module can use: its bundled catalogue, then local checkpoints (user folder, training outputs).
+
+    Every module has the same three questions -- which models can the user pick, which one did they name, and load
+    it -- so each module creates one of these instead of writing them again::
+
+        MODELS = ModuleModels("OrganCombo", Path(__file__).parents[1] / "Resources/Models/OrganComboModels.json",
+                              default="organcombo-pet-demo")
+
+    Torch-free (only checkpoint metadata is read, lazily); :meth:`load` imports :mod:`mednets.models`.
+    """
+
+    def __init__(self, module: str, catalogue_path: PathLike, default: str) -> None:
+        self.module = module
+        self.catalogue_path = Path(catalogue_path)
+        self.default = default
+
+    def catalogue(self) -> ModelRegistry:
+        """The bundled catalogue (empty when the file is missing, e.g. in a stripped-down install)."""
+        return ModelRegistry.load(self.catalogue_path) if self.catalogue_path.is_file() else ModelRegistry()
+
+    def available(self, extra_folders: Iterable[PathLike] = ()) -> List[ModelSource]:
+        """Bundled and registered sources of the module first, then local checkpoints (user folder, ``extra_folders``);
+        a local checkpoint never hides a catalogue entry of the same name."""
+        sources = self.catalogue().for_module(self.module)
+        names = {source.name for source in sources}
+        for source in local_checkpoint_sources([user_models_dir(), *extra_folders], self.module):
+            if source.name not in names:
+                sources.append(source)
+                names.add(source.name)
+        return sources
+
+    def find(self, name_or_path: Any = None, extra_folders: Iterable[PathLike] = ()) -> ModelSource:
+        """A source by name (see :meth:`available`) or a checkpoint file path; ``None`` is the default model.
+
+        Raises ``FileNotFoundError`` for a ``.safetensors`` path that does not exist and ``ValueError`` (listing the
+        available names) for an unknown name.
+        """
+        if isinstance(name_or_path, ModelSource):
+            return name_or_path
+        wanted = self.default if name_or_path is None else str(name_or_path)
+        available = self.available(extra_folders)
+        for source in available:
+            if source.name == wanted:
+                return source
+        path = Path(wanted).expanduser()
+        if path.suffix == ".safetensors" or path.is_file():
+            if not path.is_file():
+                raise FileNotFoundError(f"weights file '{path}' does not exist")
+            return ModelSource(name=path.stem, path=str(path.resolve()), module=self.module)
+        known = [source.name for source in available]
+        raise ValueError(f"no {self.module} model named {wanted!r}; available: {known or 'none'} "
+                         "(or give a .safetensors path)")
+
+    def load(self, model: Any, build_model: Any, device: Any = "auto", report: Any = None,
+             extra_folders: Iterable[PathLike] = ()) -> Any:
+        """Find ``model`` (name, path, source or None), resolve it to a verified local file and load it with
+        :func:`mednets.models.load_model`; returns ``(LoadedModel, ModelSource)``."""
+        from mednets.models import load_model  # lazy: pulls in torch
+
+        source = self.find(model, extra_folders)
+        loaded = load_model(resolve(source), build_model, self.module, device=device, expected_sha256=source.sha256,
+                            report=report)
+        return loaded, source

@@ -12,8 +12,9 @@ Importing this package is cheap: the network modules (and torch) are imported by
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Dict, Tuple
+
+from mednets.networks import NetworkCatalogue
 
 __all__ = ["MODEL_NAMES", "PAPER_DEFAULTS", "PAPER_TABLE2_PARAMETERS", "build_model"]
 
@@ -27,7 +28,10 @@ PAPER_DEFAULTS: Dict[str, int] = {"in_channels": 1, "out_channels": 5, "spatial_
 #: Parameter counts printed in the paper's Table 2 (what the networks here give is in NETWORKS_NOTES.md).
 PAPER_TABLE2_PARAMETERS: Dict[str, int] = {"combo_net": 13_997_827, "unet3d": 12_226_243, "vnet": 84_938_241}
 
-_CLASSES = {"combo_net": ("combo_net", "ComboNet"), "unet3d": ("unet3d", "UNet3D"), "vnet": ("vnet", "VNet")}
+#: The networks, each in its own file (mednets.models.NetworkCatalogue imports them on first use).
+NETWORKS = NetworkCatalogue("OrganCombo", __name__, {"combo_net": ("combo_net", "ComboNet"),
+                                                    "unet3d": ("unet3d", "UNet3D"), "vnet": ("vnet", "VNet")},
+                            PAPER_DEFAULTS)
 
 
 def build_model(name: str, **overrides: Any):
@@ -41,11 +45,4 @@ def build_model(name: str, **overrides: Any):
         ValueError: ``name`` is not one of :data:`MODEL_NAMES`.
         TypeError: an override the network does not take.
     """
-    key = str(name).strip().lower().replace("-", "_")
-    if key not in _CLASSES:
-        raise ValueError(f"unknown OrganCombo model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
-    module_name, class_name = _CLASSES[key]
-    cls = getattr(importlib.import_module(f".{module_name}", __name__), class_name)
-    kwargs = dict(PAPER_DEFAULTS)
-    kwargs.update(overrides)
-    return cls(**kwargs)
+    return NETWORKS.build(name, **overrides)

@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from mednets.image import Volume
+from mednets.inputs import InputError, IntensityWarning, check_image
 
 from .configs import OrganComboConfig
 
@@ -17,49 +18,21 @@ __all__ = ["MAX_VOXELS", "InputError", "IntensityWarning", "check_input_volume",
 MAX_VOXELS = 1024 * 1024 * 512
 
 
-class InputError(ValueError):
-    """The input image cannot be segmented as it is; the message says why and what to do."""
-
-
-class IntensityWarning(UserWarning):
-    """The intensities do not look like the configured modality (the result may be poor)."""
-
-
 def check_input_volume(volume: Volume, config: Optional[OrganComboConfig] = None) -> None:
     """Refuse what the network cannot segment, warn about what it may segment badly.
 
     Without ``config`` only the checks that hold for every model run (no dimensionality or modality checks), so bad
     input is refused before any model is loaded.
 
-    Raises :class:`InputError` for: a vector (RGB) image, a 2D image for a 3D configuration or a 3D volume for a 2D
-    one, NaN or infinite voxels, a constant (or empty) image, a spacing that is zero or not finite, and a volume larger
-    than :data:`MAX_VOXELS`. Warns (:class:`IntensityWarning`) when PET intensities are negative (CT-like values).
+    Raises :class:`InputError` (see :func:`mednets.inputs.check_image`) for: a vector (RGB) image, a 2D image for a 3D
+    configuration or a 3D volume for a 2D one, a spacing that is zero or not finite, a volume larger than
+    :data:`MAX_VOXELS`, NaN or infinite voxels, a constant (or empty) image. Warns (:class:`IntensityWarning`) when PET
+    intensities are negative (CT-like values).
     """
     name = config.title if config is not None else "OrganCombo"
-    if volume.is_vector:
-        raise InputError(f"the image has {volume.num_channels} components per voxel (RGB or vector image); {name} "
-                         "needs a single-component (greyscale) volume")
-    dims = 2 if volume.is_2d else 3
-    if config is not None and config.spatial_dims == 3 and dims == 2:
-        raise InputError(f"the image is 2D (a single slice) but {name} segments 3D volumes; load the whole series")
-    if config is not None and config.spatial_dims == 2 and dims == 3:
-        raise InputError(f"the image is a 3D volume but this {name} model segments 2D images; choose a 3D model or "
-                         "extract a frame")
-    spacing = np.asarray(volume.spacing, dtype=float)
-    if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
-        raise InputError(f"the image spacing {tuple(spacing)} is missing or zero; set the voxel size in the Volumes "
-                         "module (Volume Information) before segmenting")
-    if volume.array.size > MAX_VOXELS:
-        raise InputError(f"the image has {volume.array.size:,} voxels, more than the {MAX_VOXELS:,} this module "
-                         "processes at once; crop it (Crop Volume module) or resample it to a coarser spacing")
-    array = volume.array
-    finite = np.isfinite(array)
-    if not finite.all():
-        raise InputError(f"the image contains {int((~finite).sum()):,} NaN or infinite voxels; fix or mask them "
-                         "first (e.g. with the Mask Volume module)")
-    low, high = float(array.min()), float(array.max())
-    if not high > low:
-        raise InputError(f"the image is constant (every voxel is {low:g}); there is nothing to segment")
+    check_image(volume, name, spatial_dims=None if config is None else config.spatial_dims, channels=1,
+                max_voxels=MAX_VOXELS)
+    low = float(volume.array.min())
     if config is not None and config.modality == "PT" and low < -100:
         warnings.warn(f"the image has strongly negative values (minimum {low:g}), which PET uptake (SUV or Bq/ml) "
                       "never has; is this a CT? The PET model may segment it poorly", IntensityWarning, stacklevel=2)

@@ -14,49 +14,33 @@ from typing import Callable, Iterable, List, Optional, Tuple, Union
 import torch
 
 from mednets.fileio import PathLike
-from mednets.models import LoadedModel, load_model
-from mednets.sources import ModelRegistry, ModelSource, local_checkpoint_sources, resolve, user_models_dir
+from mednets.models import LoadedModel
+from mednets.sources import ModelRegistry, ModelSource, ModuleModels
 
 from .configs import DEFAULT_MODEL, MODULE_NAME, OrganComboConfig, config_from_dict, get_config
 
-__all__ = ["MODULE_NAME", "CATALOGUE", "DEFAULT_MODEL", "catalogue", "available_models", "find_model",
+__all__ = ["MODULE_NAME", "CATALOGUE", "DEFAULT_MODEL", "MODELS", "catalogue", "available_models", "find_model",
            "load_organcombo_model"]
 
 CATALOGUE = Path(__file__).resolve().parents[1] / "Resources" / "Models" / "OrganComboModels.json"
+#: Bundled catalogue + local checkpoints of this module (mednets.sources.ModuleModels).
+MODELS = ModuleModels(MODULE_NAME, CATALOGUE, default=DEFAULT_MODEL)
 
 
 def catalogue() -> ModelRegistry:
     """The bundled catalogue (empty when the file is missing, e.g. in a stripped-down install)."""
-    return ModelRegistry.load(CATALOGUE) if CATALOGUE.is_file() else ModelRegistry()
+    return MODELS.catalogue()
 
 
 def available_models(extra_folders: Iterable[PathLike] = ()) -> List[ModelSource]:
     """Bundled and registered sources of this module first, then local checkpoints (user folder, ``extra_folders``)."""
-    sources = catalogue().for_module(MODULE_NAME)
-    names = {source.name for source in sources}
-    for source in local_checkpoint_sources([user_models_dir(), *extra_folders], MODULE_NAME):
-        if source.name not in names:
-            sources.append(source)
-            names.add(source.name)
-    return sources
+    return MODELS.available(extra_folders)
 
 
 def find_model(name_or_path: Union[str, PathLike, ModelSource, None] = None,
                extra_folders: Iterable[PathLike] = ()) -> ModelSource:
     """A source by name (see :func:`available_models`) or a checkpoint file path; ``None`` is the default model."""
-    if isinstance(name_or_path, ModelSource):
-        return name_or_path
-    wanted = DEFAULT_MODEL if name_or_path is None else str(name_or_path)
-    for source in available_models(extra_folders):
-        if source.name == wanted:
-            return source
-    path = Path(wanted).expanduser()
-    if path.suffix == ".safetensors" or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file '{path}' does not exist")
-        return ModelSource(name=path.stem, path=str(path.resolve()), module=MODULE_NAME)
-    known = [source.name for source in available_models(extra_folders)]
-    raise ValueError(f"no OrganCombo model named {wanted!r}; available: {known or 'none'} (or give a .safetensors path)")
+    return MODELS.find(name_or_path, extra_folders)
 
 
 def load_organcombo_model(model: Union[str, PathLike, ModelSource, None] = None, device: Union[str, torch.device] = "auto",
@@ -65,9 +49,7 @@ def load_organcombo_model(model: Union[str, PathLike, ModelSource, None] = None,
     """Load verified weights and rebuild the task configuration they were trained for."""
     from . import build_model
 
-    source = find_model(model, extra_folders)
-    path = resolve(source)
-    loaded = load_model(path, build_model, MODULE_NAME, device=device, expected_sha256=source.sha256, report=report)
+    loaded, source = MODELS.load(model, build_model, device=device, report=report, extra_folders=extra_folders)
     stored = loaded.metadata.extra.get("config") if isinstance(loaded.metadata.extra, dict) else None
     config = config_from_dict(stored) if stored else get_config("pet")
     if config.num_classes != _output_channels(loaded.network, config):

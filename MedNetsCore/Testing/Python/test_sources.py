@@ -267,3 +267,42 @@ def test_local_checkpoint_sources_lists_only_the_modules_checkpoints(tmp_path):
     assert [s.name for s in sources] == ["mine", "run-1/best"]
     assert sources[0].description == "my 12 cases" and "dice 0.91" in sources[1].description
     assert all(Path(s.path).is_file() and s.architecture == "lin" for s in sources)
+
+
+# ------------------------------------------------------------------------------------------------- module models
+class _TinyNet(torch.nn.Module):
+    def __init__(self, width: int = 2) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(width, 1)
+
+
+def test_module_models_lists_finds_and_loads(tmp_path, monkeypatch):
+    from mednets.sources import ModuleModels
+
+    monkeypatch.setenv(CACHE_ENV_VAR, str(tmp_path / "cache"))
+    bundled = tmp_path / "Models" / "demo.safetensors"
+    network = _TinyNet(3)
+    save_checkpoint(bundled, network, CheckpointMetadata(architecture="tiny", architecture_config={"width": 3},
+                                                          module=_MODULE))
+    catalogue = tmp_path / "Models" / "Catalogue.json"
+    ModelRegistry([ModelSource(name="demo", path=str(bundled), sha256=sha256_file(bundled), module=_MODULE),
+                   ModelSource(name="other-module", path=str(bundled), module="SomethingElse")]).save(catalogue)
+    runs = tmp_path / "runs" / "run1"
+    save_checkpoint(runs / "best.safetensors", _TinyNet(3), CheckpointMetadata(
+        architecture="tiny", architecture_config={"width": 3}, module=_MODULE, training_data="my cases"))
+    models = ModuleModels(_MODULE, catalogue, default="demo")
+
+    assert [source.name for source in models.available([runs])] == ["demo", "run1/best"]
+    assert models.find().name == "demo"
+    assert models.find("run1/best", [runs]).path == str((runs / "best.safetensors").resolve())
+    assert models.find(str(bundled)).name == "demo"  # a path not in the catalogue under that name: its stem
+    with pytest.raises(ValueError, match="no LymphNodeSegmentation model named 'nope'; available: \\['demo'\\]"):
+        models.find("nope")
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        models.find(str(tmp_path / "missing.safetensors"))
+
+    loaded, source = models.load(None, lambda name, **kwargs: _TinyNet(**kwargs), device="cpu")
+    assert source.name == "demo"
+    torch.testing.assert_close(loaded.network.layer.weight, network.layer.weight)
+    empty = ModuleModels(_MODULE, tmp_path / "absent.json", default="demo")
+    assert empty.available() == [] and len(empty.catalogue()) == 0
