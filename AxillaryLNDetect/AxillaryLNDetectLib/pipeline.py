@@ -3,9 +3,10 @@
 1. Stage 1: the CT is resampled to ``stage1_spacing`` (3 mm, Lanczos-3, :mod:`mednets.lanczos`), normalised, and the
    VOI network runs over it (sliding window with ``output_crop = 20``: 72^3 windows give 32^3 output tiles);
    ``p >= voi_threshold`` is the VOI.
-2. Stage 2: for each connected VOI component, the original CT is cropped to the component's box (plus a margin),
-   resampled to ``stage2_spacing`` (1 mm, Lanczos-3) and the LN network runs on that crop only; the LN probability is
-   set to 0 outside the VOI component.
+2. Stage 2: for each connected VOI component, the original CT is cropped to the component's box (plus a margin and
+   the network's 20-voxel border, so that VOI voxels see real image context rather than padding), resampled to
+   ``stage2_spacing`` (1 mm, Lanczos-3) and the LN network runs on that crop only; the LN probability is set to 0
+   outside the VOI component.
 3. Candidates: connected components of ``p >= ln_threshold``, confidence = the maximum probability in the blob
    (:func:`mednets.metrics.froc.detection_candidates`).
 
@@ -173,8 +174,11 @@ def detect_lymph_nodes(volume: Volume, voi_network: torch.nn.Module, ln_network:
                        config: AxillaryConfig, device: Union[str, torch.device, None] = None, batch_size: int = 2,
                        voi_threshold: Optional[float] = None, ln_threshold: Optional[float] = None,
                        progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCallback] = None,
-                       report_fallback=None) -> DetectionResult:
+                       report_fallback=None, voi_override: Optional[np.ndarray] = None) -> DetectionResult:
     """Run both stages on a CT ``volume`` (HU); see the module docstring.
+
+    ``voi_override``: a boolean VOI on the stage-1 grid used instead of the thresholded VOI network output (the VOI
+    network still runs unless ``voi_network`` is None); for benchmarks and experiments with a reference VOI.
 
     Raises :class:`InputError` for unusable input and :class:`mednets.progress.OperationCancelled` on cancel; the
     input is never modified.
@@ -186,10 +190,18 @@ def detect_lymph_nodes(volume: Volume, voi_network: torch.nn.Module, ln_network:
     report(progress, 0.0, "Stage 1: resampling to {:g} mm".format(config.stage1_spacing))
     coarse = resample_ct(volume, config.stage1_spacing)
     check_cancel(cancel)
-    voi_probability = predict_foreground(voi_network, coarse.array, config, device, batch_size,
-                                         sub_progress(progress, 0.02, 0.3, "Stage 1 (VOI): "), cancel,
-                                         report_fallback)
-    voi_coarse = voi_probability >= voi_threshold
+    voi_coarse = None
+    if voi_network is not None:
+        voi_probability = predict_foreground(voi_network, coarse.array, config, device, batch_size,
+                                             sub_progress(progress, 0.02, 0.3, "Stage 1 (VOI): "), cancel,
+                                             report_fallback)
+        voi_coarse = voi_probability >= voi_threshold
+    if voi_override is not None:
+        if voi_override.shape != coarse.shape:
+            raise ValueError(f"voi_override has shape {voi_override.shape}, the stage-1 grid is {coarse.shape}")
+        voi_coarse = np.asarray(voi_override, dtype=bool)
+    if voi_coarse is None:
+        raise ValueError("give a VOI network or a voi_override")
     stage1_done = time.perf_counter()
     voi_volume = Volume(voi_coarse.astype(np.uint8), ijk_to_ras=coarse.ijk_to_ras)
     voi_mask = resample_to_reference(voi_volume, volume, interpolator="nearest").array.astype(bool)
@@ -199,7 +211,9 @@ def detect_lymph_nodes(volume: Volume, voi_network: torch.nn.Module, ln_network:
     boxes = _component_boxes(voi_coarse, config.voi_min_voxels)
     for number, (component, box) in enumerate(boxes):
         check_cancel(cancel)
-        start, stop = _box_on_grid(coarse, box, volume, config.voi_margin_mm)
+        # margin + the network's border (20 voxels at the stage-2 spacing): voxels in the VOI see real context
+        context_mm = config.voi_margin_mm + int(getattr(ln_network, "output_crop", 20)) * config.stage2_spacing
+        start, stop = _box_on_grid(coarse, box, volume, context_mm)
         crop = crop_volume(volume, start, stop)
         fine = resample_ct(crop, config.stage2_spacing)
         piece = sub_progress(progress, 0.3 + 0.65 * number / len(boxes), 0.3 + 0.65 * (number + 1) / len(boxes),
