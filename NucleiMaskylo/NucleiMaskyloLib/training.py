@@ -23,7 +23,7 @@ import torch
 from mednets.progress import OperationCancelled, check_cancel
 
 __all__ = ["TrainingRecipe", "PAPER_RECIPE", "DEMO_RECIPE", "targets_from_label_map", "augment", "learning_rate",
-           "save_nuclei_checkpoint",
+           "save_nuclei_checkpoint", "normalise_cases",
            "train_mask_rcnn", "evaluate_map"]
 
 
@@ -233,3 +233,13 @@ def save_nuclei_checkpoint(path, model: torch.nn.Module, architecture: str, over
                                   class_colors=[(0.0, 0.0, 0.0), (0.5, 0.2, 0.7)], training_data=training_data,
                                   extra=info)
     return save_checkpoint(path, model, metadata, dtype=dtype)
+
+
+def normalise_cases(cases: Sequence[Tuple[np.ndarray, np.ndarray]], method: str = "macenko",
+                    reference: Optional[dict] = None) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Stain-normalise training tiles (each with its own stain estimate) as the paper does before training; the
+    same normalisation is applied at inference (:class:`NucleiMaskyloLib.pipeline.NucleiPipeline`)."""
+    from .stain import StainNormalizer
+
+    normalizer = StainNormalizer(method, reference or {})
+    return [(normalizer.transform(np.asarray(image)), np.asarray(labels)) for image, labels in cases]
