@@ -834,7 +834,7 @@ class AxillaryLNDetectLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                                     progress=sub_progress(progress, 0.5, 1.0, "Lymph nodes: "), cancel=cancel,
                                     log=log)
         results["ln"] = lnResult
-        if str(output) not in self.trainingOutputFolders:
+        if str(output.parent) not in self.trainingOutputFolders:  # the detector folder is listed from its parent
             self.trainingOutputFolders.append(str(output.parent))
         return results
 

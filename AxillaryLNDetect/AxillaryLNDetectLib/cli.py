@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train both stages on an annotated training folder")
     train.add_argument("--data", required=True, help="folder of <name>_image.nrrd + <name>_nodes.json")
     train.add_argument("--output", required=True, help="detector folder to write (voi/, ln/)")
-    train.add_argument("--config", default="paper", choices=("paper", "cpu_small"))
+    train.add_argument("--config", default="paper", choices=("paper", "cpu_small", "phantom_demo"))
     train.add_argument("--iterations", type=int, default=None, help="per stage (default: the configuration's)")
     train.add_argument("--fine-tune", action="store_true", help="start stage 2 from the VOI network (dropout 0.5)")
     train.add_argument("--validation-fraction", type=float, default=0.2)

@@ -70,8 +70,8 @@ def stage_case(item: AnnotatedCT, stage: str, config: AxillaryConfig) -> Case:
     voi = voi_mask(coarse.array, _centres_kji(coarse, item.centres_ras), coarse.spacing, config.voi_radius_mm,
                    config.air_below_hu, config.bone_above_hu, config.voi_opening_size)
     if stage == "voi":
-        return Case.from_volume(item.name, normalise_hu(coarse.array), voi.astype(np.uint8), coarse.spacing,
-                                extra={"volume": coarse})
+        return _padded_case(item.name, coarse, voi.astype(np.uint8), np.ones(coarse.shape, np.float32), config,
+                            {"volume": coarse})
     # stage 2: crop the original to the reference VOI (plus margin), resample to the fine spacing
     region = voi if voi.any() else np.ones(coarse.shape, bool)
     box = ndimage.find_objects(region.astype(np.uint8))[0]
@@ -81,8 +81,22 @@ def stage_case(item: AnnotatedCT, stage: str, config: AxillaryConfig) -> Case:
     fine = resample_ct(crop_volume(item.volume, start, stop), config.stage2_spacing)
     instances = sphere_instances(fine.shape, _centres_kji(fine, item.centres_ras), item.diameters_mm, fine.spacing)
     weights = detection_weights(instances, config.shell_size, normalise=config.size_normalised)
-    return Case.from_volume(item.name, normalise_hu(fine.array), (instances > 0).astype(np.uint8), fine.spacing,
-                            weight=weights, extra={"volume": fine, "instances": instances})
+    return _padded_case(item.name, fine, (instances > 0).astype(np.uint8), weights, config,
+                        {"volume": fine, "instances": instances})
+
+
+def _padded_case(name: str, volume: Volume, label: np.ndarray, weight: np.ndarray, config: AxillaryConfig,
+                 extra: Dict[str, Any]) -> Case:
+    """A training case padded by half a patch on every side (air, background, weight 0), so that a patch can be
+    centred on any voxel of the image: the valid network's output is the patch centre, and the sampler's
+    foreground-forced patches must have their foreground there. The unpadded arrays stay in ``extra`` for
+    validation."""
+    pad = int(config.input_size) // 2
+    air = float(normalise_hu(np.float32(-1000.0)))
+    image = np.pad(normalise_hu(volume.array), pad, mode="constant", constant_values=air)
+    extra = dict(extra, label=label, weight=weight, pad=pad)
+    return Case.from_volume(name, image, np.pad(label, pad), volume.spacing,
+                            weight=np.pad(weight.astype(np.float32), pad), extra=extra)
 
 
 class AxillaryAugment:
@@ -168,11 +182,10 @@ def make_validate_fn(cases: Sequence[Case], config: AxillaryConfig, batch_size: 
     def validate(model: torch.nn.Module) -> Dict[str, float]:
         intersection = union = predicted = reference = 0.0
         for case in cases:
-            hu = case.image[0] * HU_SCALE  # back to (clipped) HU for predict_foreground
-            probability = predict_foreground(model, hu, config, batch_size=batch_size)
+            probability = predict_foreground(model, case.extra["volume"].array, config, batch_size=batch_size)
             prediction = probability >= 0.5
-            truth = case.label > 0
-            valid = np.ones_like(truth) if case.weight is None else case.weight > 0
+            truth = case.extra["label"] > 0
+            valid = case.extra["weight"] > 0
             intersection += float((prediction & truth & valid).sum())
             union += float(((prediction | truth) & valid).sum())
             predicted += float((prediction & valid).sum())
@@ -232,7 +245,7 @@ def train_stage(stage: str, train_items: Sequence[AnnotatedCT], validation_items
     hook = AxillaryAugment.from_config(recipe.get("augmentation", {})) if augment else None
     sampler = PatchSampler(train_cases, (config.input_size,) * 3, foreground_fraction=recipe["foreground_fraction"],
                            seed=seed, augment=hook, image_pad_value=float(normalise_hu(np.float32(-1000.0))),
-                           background="negative")
+                           background="negative", output_crop=20)
     engine_config = TrainingConfig(
         iterations=int(iterations or recipe["iterations"]), batch_size=int(recipe["batch_size"]),
         patch_size=(config.input_size,) * 3, foreground_fraction=recipe["foreground_fraction"],

@@ -116,3 +116,21 @@ def test_detection_weights_combine_shell_and_size():
     assert (weights == 0).sum() == 26                    # the 3x3x3 shell
     assert (weights == 1).sum() == 15 ** 3 - 26
     assert (detection_weights(instances, shell=False) == 1).all()
+
+
+def test_patch_sampler_output_crop_centres_foreground_for_valid_networks():
+    """mednets.training.PatchSampler(output_crop=c): foreground-forced patches hold their voxel in the central region
+    a valid-convolution network predicts (added for AxillaryLNDetect)."""
+    from mednets.training import Case, PatchSampler
+
+    label = np.zeros((40, 40, 40), np.uint8)
+    label[20, 20, 20] = 1
+    case = Case.from_volume("c", np.zeros((40, 40, 40), np.float32), label, (1.0, 1.0, 1.0))
+    sampler = PatchSampler([case], (24, 24, 24), foreground_fraction=1.0, seed=0, output_crop=8)
+    for _ in range(20):
+        patch_label = sampler.sample(foreground=True)[1]
+        assert patch_label[8:16, 8:16, 8:16].sum() == 1
+    plain = PatchSampler([case], (24, 24, 24), foreground_fraction=1.0, seed=0)
+    assert sum(plain.sample(foreground=True)[1][8:16, 8:16, 8:16].sum() for _ in range(20)) < 20
+    with pytest.raises(ValueError):
+        PatchSampler([case], (24, 24, 24), output_crop=12)

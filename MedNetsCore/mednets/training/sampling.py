@@ -13,7 +13,7 @@ of :meth:`PatchSampler.state_dict`, so an interrupted training resumes with exac
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -57,6 +57,9 @@ class PatchSampler:
             ``"negative"`` (patches without any foreground voxel, as the "negative background sub-volumes" of
             Taghanaki et al., Combo loss, 2019, sec. 3a; up to ``negative_attempts`` random draws are tried, then the
             draw with the fewest foreground voxels is kept).
+        output_crop: voxels a valid-convolution network loses at each side (int or one per axis; default 0): a
+            foreground-forced patch then holds its foreground voxel inside the central region the network predicts
+            (the patch minus ``output_crop`` at each side) instead of anywhere in the patch.
 
     Patches: image ``(C, *patch_size)`` float32, label ``(*patch_size)`` of the cases' label dtype and, when the cases
     have weight maps, weight ``(*patch_size)`` float32. :meth:`next_batch` stacks them into torch tensors
@@ -66,7 +69,8 @@ class PatchSampler:
     def __init__(self, cases: Sequence[Case], patch_size: Sequence[int], foreground_fraction: float = 0.5,
                  classes: Optional[Sequence[int]] = None, seed: int = 0, augment: Optional[Callable] = None,
                  image_pad_value: float = 0.0, label_pad_value: int = 0, max_locations_per_class: int = 10000,
-                 background: str = "random", negative_attempts: int = 20) -> None:
+                 background: str = "random", negative_attempts: int = 20,
+                 output_crop: Union[int, Sequence[int]] = 0) -> None:
         self.cases: List[Case] = list(cases)
         check_compatible_cases(self.cases, require_labels=True)
         self.patch_size = tuple(int(p) for p in patch_size)
@@ -85,6 +89,11 @@ class PatchSampler:
         if negative_attempts < 1:
             raise ValueError(f"negative_attempts must be >= 1, got {negative_attempts}")
         self.background = background
+        crops = (output_crop,) * ndim if isinstance(output_crop, (int, np.integer)) else tuple(output_crop)
+        if len(crops) != ndim or any(int(c) < 0 or 2 * int(c) >= p for c, p in zip(crops, self.patch_size)):
+            raise ValueError(f"output_crop must be {ndim} values >= 0 leaving part of the patch {self.patch_size}, "
+                             f"got {output_crop!r}")
+        self.output_crop = tuple(int(c) for c in crops)
         self.negative_attempts = int(negative_attempts)
         self.foreground_fraction = float(foreground_fraction)
         self.augment = augment
@@ -147,7 +156,10 @@ class PatchSampler:
                 low, high = 0, padded - patch
             else:
                 voxel = centre[axis] + before
-                low, high = max(0, voxel - patch + 1), min(voxel, padded - patch)
+                crop = self.output_crop[axis]
+                low, high = max(0, voxel - patch + 1 + crop), min(voxel - crop, padded - patch)
+                if low > high:  # near the border: the closest placement
+                    low = high = min(max(voxel - patch // 2, 0), padded - patch)
             starts.append(int(self._rng.integers(low, high + 1)) - before)
         return tuple(starts)
 
