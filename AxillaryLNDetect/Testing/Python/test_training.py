@@ -21,14 +21,19 @@ def items():
 
 def test_stage_targets(items):
     voi = stage_case(items[0], "voi", TINY)
+    pad = TINY.input_size // 2  # cases are padded by half a patch (air, background, weight 0)
     assert voi.image.shape[1:] == voi.label.shape and voi.spacing == (8.0, 8.0, 8.0)
-    assert voi.label.any() and voi.weight is None
+    assert voi.label.shape == tuple(n + 2 * pad for n in voi.extra["volume"].shape)
+    assert voi.label.any() and voi.weight[:pad].sum() == 0 and (voi.extra["weight"] == 1).all()
+    assert np.allclose(voi.image[0, :pad], -2.0)
     ln = stage_case(items[0], "ln", TINY)
     assert ln.spacing == (4.0, 4.0, 4.0) and ln.weight is not None
     instances = ln.extra["instances"]
+    weight, label = ln.extra["weight"], ln.extra["label"]
+    assert np.array_equal(ln.label[pad:-pad, pad:-pad, pad:-pad], label)
     assert instances.max() == len(items[0].diameters_mm)  # every node inside the VOI crop
-    assert (ln.weight[ln.label > 0] > 0).all() and (ln.weight == 0).any()  # shell masking
-    totals = [ln.weight[instances == n].sum() for n in range(1, instances.max() + 1)]
+    assert (weight[label > 0] > 0).all() and (weight == 0).any()  # shell masking
+    totals = [weight[instances == n].sum() for n in range(1, instances.max() + 1)]
     assert np.allclose(totals, totals[0], rtol=1e-5)  # size-normalised: equal total weight per node
     with pytest.raises(ValueError):
         stage_case(items[0], "mask", TINY)
