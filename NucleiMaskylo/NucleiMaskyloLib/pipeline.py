@@ -84,8 +84,16 @@ def predict_tile(model: torch.nn.Module, tile: np.ndarray, score_threshold: floa
     device = device or next(model.parameters()).device
     tensor = torch.from_numpy(np.ascontiguousarray(tile)).to(device).permute(2, 0, 1).float().div_(255.0)
     model.eval()
-    with torch.inference_mode():
-        out = model([tensor])[0]
+    heads = getattr(model, "roi_heads", None)
+    previous = getattr(heads, "score_thresh", None)
+    if previous is not None:  # let the network drop low scores before pasting full-size masks (the costly part)
+        heads.score_thresh = max(float(previous), float(score_threshold))
+    try:
+        with torch.inference_mode():
+            out = model([tensor])[0]
+    finally:
+        if previous is not None:
+            heads.score_thresh = previous
     keep = out["scores"] >= score_threshold
     boxes = out["boxes"][keep].cpu().numpy()
     scores = out["scores"][keep].cpu().numpy()
