@@ -135,3 +135,33 @@ def test_widget_errors_reach_the_user(module_widget, slicer_runtime, slicer_mess
     errors = [m.text for m in slicer_messages if m.kind == "error"]
     assert errors and "constant" in errors[-1]
     assert widget.ui.statusLabel.text.startswith("Error: The image is constant")
+
+
+def test_logic_evaluate_from_saved_points_and_a_reference_segmentation(slicer_runtime, mrml_scene):
+    """Evaluate without the session's cached blobs (e.g. a reloaded scene): candidates are spheres from the points'
+    descriptions; the reference is a segmentation (one blob per node)."""
+    import slicer
+    from mednets import mrml
+
+    module = slicer_runtime.load_module(MODULE_FILE)
+    logic = module.AxillaryLNDetectLogic()
+    volumeNode, referencePoints, case = _phantomNodes()
+    volume = mrml.volume_from_node(volumeNode)
+    centres = volume.kji_to_ras(case.extra["centres_kji"])
+    # detections: every node but the last (high confidence) + one false positive far away (low confidence)
+    points = np.vstack([centres[:-1], volume.kji_to_ras([[2.0, 2.0, 2.0]])])
+    descriptions = [f"confidence=0.9; short_axis_mm={d:.1f}" for d in case.extra["short_axis_mm"][:-1]]
+    descriptions.append("confidence=0.3; short_axis_mm=6.0")
+    detections = mrml.new_point_list_node(points, descriptions=descriptions, scene=slicer.mrmlScene, name="Saved")
+    segmentation = mrml.new_segmentation_node((case.labels > 0).astype(np.uint8), volumeNode,
+                                              [(1, "lymph node", (1.0, 1.0, 0.0))], name="Reference seg")
+    count = int(case.labels.max())
+    for reference in ({"referencePoints": referencePoints}, {"referenceSegmentation": segmentation}):
+        metrics, table, chart = logic.evaluate(volumeNode, detections, **reference)
+        overall = metrics["all"]
+        assert overall["targets"] == count and overall["detected"] == count - 1
+        assert overall["false_positives"] == 1
+        assert overall["sensitivity_at"][1.0] == pytest.approx((count - 1) / count)
+        assert chart.GetNumberOfPlotSeriesNodes() >= 1
+    with pytest.raises(ValueError, match="reference"):
+        logic.evaluate(volumeNode, detections)
