@@ -134,7 +134,7 @@ def main():
                      f'<receiver>{r}</receiver><slot>setMRMLScene(vtkMRMLScene*)</slot></connection>\n'
                      for r in ("inputSelector", "resultSelector", "referenceSelector"))
            + ' </connections>\n</ui>\n')
-    out = Path(__file__).resolve().parents[1] / "Resources" / "UI" / "NucleiMaskylo.ui"
+    out = Path(__file__).resolve().parents[2] / "Resources" / "UI" / "NucleiMaskylo.ui"
     out.write_text(xml)
     print(out)
 
