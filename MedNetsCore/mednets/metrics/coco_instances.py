@@ -96,39 +96,105 @@ def boxes_from_masks(masks: np.ndarray) -> np.ndarray:
 
 @dataclass
 class InstanceSet:
-    """Instances of one image: boolean ``masks`` (N, H, W) and/or ``boxes`` (N, 4), optional ``scores`` (N,)."""
+    """Instances of one image: boolean ``masks`` (N, H, W) and/or ``boxes`` (N, 4), optional ``scores`` (N,).
+
+    ``label_map`` (H, W) may stand in for ``masks`` (instances in increasing label order); it is kept sparse, which is
+    much faster for images with hundreds of instances.
+    """
 
     masks: Optional[np.ndarray] = None
     boxes: Optional[np.ndarray] = None
     scores: Optional[np.ndarray] = None
+    label_map: Optional[np.ndarray] = None
 
     @classmethod
     def from_label_map(cls, label_map: np.ndarray, scores: Optional[np.ndarray] = None) -> "InstanceSet":
-        masks, _ = masks_from_label_map(label_map)
-        return cls(masks=masks, boxes=boxes_from_masks(masks), scores=scores)
+        label_map = np.asarray(label_map)
+        if label_map.ndim != 2:
+            raise ValueError(f"an instance label map is 2D, got shape {label_map.shape}")
+        return cls(scores=scores, label_map=label_map)
 
     def __len__(self) -> int:
         for array in (self.masks, self.boxes):
             if array is not None:
                 return len(array)
+        if self.label_map is not None:
+            return len(_label_values(self.label_map))
         return 0
+
+    @property
+    def has_masks(self) -> bool:
+        return self.masks is not None or self.label_map is not None
+
+    def get_masks(self) -> np.ndarray:
+        if self.masks is None and self.label_map is not None:
+            self.masks = masks_from_label_map(self.label_map)[0]
+        return self.masks
 
     def get_boxes(self) -> np.ndarray:
         if self.boxes is None:
-            if self.masks is None:
+            if self.label_map is not None:
+                self.boxes = _label_map_boxes(self.label_map)
+            elif self.masks is None:
                 return np.zeros((0, 4))
-            self.boxes = boxes_from_masks(self.masks)
+            else:
+                self.boxes = boxes_from_masks(self.masks)
         return np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
 
     def get_scores(self) -> np.ndarray:
         return np.ones(len(self)) if self.scores is None else np.asarray(self.scores, dtype=np.float64).reshape(-1)
+
+    def sparse(self) -> sparse.csr_matrix:
+        """(N, H*W) 0/1 sparse matrix of the instance masks."""
+        if self.masks is not None:
+            return _sparse_masks(self.masks)
+        if self.label_map is not None:
+            return _sparse_label_map(self.label_map)
+        raise ValueError("these instances have no masks")
+
+    def image_shape(self) -> Optional[Tuple[int, int]]:
+        if self.label_map is not None:
+            return tuple(self.label_map.shape)
+        if self.masks is not None:
+            return tuple(np.asarray(self.masks).shape[1:])
+        return None
+
+
+def _label_values(label_map: np.ndarray) -> np.ndarray:
+    values = np.unique(label_map)
+    return values[values > 0]
+
+
+def _sparse_label_map(label_map: np.ndarray) -> sparse.csr_matrix:
+    flat = np.asarray(label_map).ravel()
+    pixels = np.flatnonzero(flat)
+    values = _label_values(label_map)
+    rows = np.searchsorted(values, flat[pixels])
+    return sparse.csr_matrix((np.ones(len(pixels)), (rows, pixels)), shape=(len(values), flat.size))
+
+
+def _label_map_boxes(label_map: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    values = _label_values(label_map)
+    boxes = np.zeros((len(values), 4))
+    if not len(values):
+        return boxes
+    dense = np.searchsorted(values, label_map) + 1
+    dense[label_map <= 0] = 0
+    for i, found in enumerate(ndimage.find_objects(dense.astype(np.int32), max_label=len(values))):
+        if found is not None:
+            rows, cols = found
+            boxes[i] = (cols.start, rows.start, cols.stop, rows.stop)
+    return boxes
 
 
 def _as_instance_set(item) -> InstanceSet:
     if isinstance(item, InstanceSet):
         return item
     if isinstance(item, dict):
-        return InstanceSet(masks=item.get("masks"), boxes=item.get("boxes"), scores=item.get("scores"))
+        return InstanceSet(masks=item.get("masks"), boxes=item.get("boxes"), scores=item.get("scores"),
+                           label_map=item.get("label_map"))
     array = np.asarray(item)
     if array.ndim == 2:
         return InstanceSet.from_label_map(array)
@@ -185,15 +251,34 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def _iou(dt: InstanceSet, gt: InstanceSet, iou_type: str) -> np.ndarray:
+def _sparse_iou(a: sparse.csr_matrix, b: sparse.csr_matrix) -> np.ndarray:
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]))
+    inter = (a @ b.T).toarray()
+    area_a = np.asarray(a.sum(axis=1)).ravel()
+    area_b = np.asarray(b.sum(axis=1)).ravel()
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def _iou(dt: InstanceSet, gt: InstanceSet, iou_type: str, dt_order: Optional[np.ndarray] = None) -> np.ndarray:
+    """IoU matrix of the detections (rows, in ``dt_order`` when given) against the references (columns)."""
     if iou_type == "segm":
-        if dt.masks is None or gt.masks is None:
+        if not dt.has_masks or not gt.has_masks:
             if len(dt) == 0 or len(gt) == 0:
-                return np.zeros((len(dt), len(gt)))
+                n_dt = len(dt) if dt_order is None else len(dt_order)
+                return np.zeros((n_dt, len(gt)))
             raise ValueError("iou_type='segm' needs masks for detections and references")
-        return mask_iou(dt.masks, gt.masks)
+        shapes = dt.image_shape(), gt.image_shape()
+        if shapes[0] != shapes[1]:
+            raise ValueError(f"detections and references have different image shapes {shapes[0]} and {shapes[1]}")
+        dt_sparse = dt.sparse()
+        if dt_order is not None:
+            dt_sparse = dt_sparse[dt_order]
+        return _sparse_iou(dt_sparse, gt.sparse())
     if iou_type == "bbox":
-        return box_iou(dt.get_boxes(), gt.get_boxes())
+        boxes = dt.get_boxes()
+        return box_iou(boxes if dt_order is None else boxes[dt_order], gt.get_boxes())
     raise ValueError(f"iou_type must be 'segm' or 'bbox', got {iou_type!r}")
 
 
@@ -261,10 +346,7 @@ def coco_average_precision(
         dt = _as_instance_set(detection)
         scores = dt.get_scores()
         order = np.argsort(-scores, kind="mergesort")[:max_dets]
-        dt_sorted = InstanceSet(masks=None if dt.masks is None else np.asarray(dt.masks)[order],
-                                boxes=None if dt.boxes is None else np.asarray(dt.boxes).reshape(-1, 4)[order],
-                                scores=scores[order])
-        ious = _iou(dt_sorted, gt, iou_type)
+        ious = _iou(dt, gt, iou_type, order)
         dt_matched, _ = _match_image(ious, thresholds)
         n_refs += len(gt)
         scores_all.append(scores[order])
@@ -321,10 +403,7 @@ def detection_precision_recall(
         scores = dt.get_scores()
         keep = np.flatnonzero(scores >= score_threshold)
         keep = keep[np.argsort(-scores[keep], kind="mergesort")]
-        dt_kept = InstanceSet(masks=None if dt.masks is None else np.asarray(dt.masks)[keep],
-                              boxes=None if dt.boxes is None else np.asarray(dt.boxes).reshape(-1, 4)[keep],
-                              scores=scores[keep])
-        ious = _iou(dt_kept, gt, iou_type)
+        ious = _iou(dt, gt, iou_type, keep)
         dt_matched, gt_matched = _match_image(ious, np.array([iou_threshold]))
         tp += int(dt_matched.sum())
         fp += int((~dt_matched).sum())
@@ -432,13 +511,16 @@ def instance_segmentation_metrics(
     reference = np.asarray(reference)
     if isinstance(prediction, (InstanceSet, dict)):
         dt = _as_instance_set(prediction)
-        masks = np.zeros((0,) + reference.shape, bool) if dt.masks is None else np.asarray(dt.masks, bool)
-        pred_map = label_map_from_masks(masks, dt.get_scores()) if len(masks) else np.zeros(reference.shape, np.int32)
-        dt = InstanceSet(masks=masks, boxes=dt.boxes, scores=dt.get_scores())
+        if dt.label_map is not None:
+            pred_map = np.asarray(dt.label_map)
+        else:
+            masks = np.zeros((0,) + reference.shape, bool) if dt.masks is None else np.asarray(dt.masks, bool)
+            pred_map = (label_map_from_masks(masks, dt.get_scores()) if len(masks)
+                        else np.zeros(reference.shape, np.int32))
+            dt = InstanceSet(masks=masks, boxes=dt.boxes, scores=dt.get_scores())
     else:
         pred_map = np.asarray(prediction)
-        masks, _ = masks_from_label_map(pred_map)
-        dt = InstanceSet(masks=masks, scores=np.ones(len(masks)) if scores is None else np.asarray(scores, float))
+        dt = InstanceSet.from_label_map(pred_map, None if scores is None else np.asarray(scores, float))
     gt = InstanceSet.from_label_map(reference)
     pr = detection_precision_recall([gt], [dt], iou_threshold, score_threshold)
     ap = coco_average_precision([gt], [dt], "segm", max_dets=max_dets)
