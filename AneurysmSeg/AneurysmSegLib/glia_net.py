@@ -244,8 +244,26 @@ class GLIANet(nn.Module):
             raise ValueError(f"GLIA-Net input sizes must be multiples of {self.size_factor}, got "
                              f"{tuple(local.shape[2:])}")
 
+    @staticmethod
+    def pack(local: torch.Tensor, global_image: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """One tensor (B, 2C + 1, *patch) holding patch, global image and box, for training engines that pass a
+        single input tensor to the model: channels ``[0, C)`` the patch, ``[C, 2C)`` the global image (same size as
+        the patch), channel 2C holds the six box values in its first row. ``model(packed)`` unpacks it."""
+        if local.shape[2:] != global_image.shape[2:]:
+            raise ValueError(f"packing needs the patch and the global image of the same size, got "
+                             f"{tuple(local.shape[2:])} and {tuple(global_image.shape[2:])}")
+        plane = torch.zeros((local.shape[0], 1) + tuple(local.shape[2:]), dtype=local.dtype, device=local.device)
+        plane.view(local.shape[0], -1)[:, :6] = torch.as_tensor(boxes, dtype=local.dtype, device=local.device)
+        return torch.cat([local, global_image.to(local.dtype), plane], dim=1)
+
     def forward(self, local: torch.Tensor, global_image: Optional[torch.Tensor] = None,
                 boxes: Optional[torch.Tensor] = None, global_features: Optional[torch.Tensor] = None):
+        packed = 2 * self.in_channels + 1
+        if (self.with_global and global_image is None and boxes is None and global_features is None
+                and local.dim() == 5 and local.shape[1] == packed):
+            c = self.in_channels
+            boxes = local[:, 2 * c].reshape(local.shape[0], -1)[:, :6].round()
+            local, global_image = local[:, :c], local[:, c:2 * c]
         self.check_input(local)
         feature = None
         if self.with_global:

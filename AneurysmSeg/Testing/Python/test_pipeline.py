@@ -47,7 +47,7 @@ def cta(shape=(24, 32, 28), seed=0):
 def test_global_image_values_and_padding():
     hu = np.full((20, 40, 40), 50.0, np.float32)
     hu[0, 0, 0] = -1000.0  # the padding is air (the volume minimum)
-    image, geometry = global_image(hu, SMALL)
+    image, geometry = global_image(hu, SMALL.replace(global_size=(32, 32, 32)))
     assert image.shape == (1, 3, 32, 32, 32) and geometry.padded_shape == (40, 40, 40)
     # inside: 50 HU -> channels (0.5, 0, 0); the padding above and below (air) -> 0
     assert torch.allclose(image[0, :, 16, 16, 16], torch.tensor([0.5, 0.0, 0.0]), atol=1e-6)
