@@ -51,3 +51,24 @@ def test_yolo_seg_builds_offline_and_predicts():
     assert found.masks is not None and found.masks.shape[1:] == (96, 128)
     with pytest.raises(ValueError, match="valid names"):
         yolo.build_yolo("yolov99")
+
+
+@pytest.mark.skipif(not yolo.ultralytics_available(), reason="ultralytics (optional, AGPL-3.0) is not installed")
+def test_yolo_branch_fused_in_pipeline_and_trains_offline(tmp_path):
+    import torch
+
+    from mednets.phantoms.he_nuclei import he_nuclei_phantom
+    from NucleiMaskyloLib import build_model
+    from NucleiMaskyloLib.pipeline import NucleiPipeline, PipelineSettings
+
+    torch.manual_seed(0)
+    mask_rcnn = build_model("mask_rcnn_small", box_detections_per_img=30).eval()
+    segmenter = yolo.build_yolo("yolov8n-seg")
+    image = he_nuclei_phantom(3, shape=(128, 128)).image
+    settings = PipelineSettings(tile_size=128, overlap=0, score_threshold=0.01, fusion="confidence_weighting")
+    found = NucleiPipeline(mask_rcnn, settings, yolo_models=[segmenter]).predict(image)
+    assert set(found.branch) <= {"mask_rcnn", "yolo_seg", "fused"}
+    tiles = [he_nuclei_phantom(s, shape=(64, 64)) for s in range(4)]
+    dataset = yolo.write_yolo_dataset(tmp_path / "data", [t.image for t in tiles], [t.labels for t in tiles], 0.25)
+    yolo.train_yolo(segmenter, dataset, epochs=1, imgsz=64, batch=2, output_dir=tmp_path / "runs")
+    assert any((tmp_path / "runs").rglob("*.pt"))
