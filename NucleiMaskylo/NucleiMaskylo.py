@@ -676,10 +676,11 @@ class NucleiMaskyloLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         import NucleiMaskyloLib
         from NucleiMaskyloLib.datasets import load_nuinsseg_case, scan_nuinsseg
         from NucleiMaskyloLib.models import load_nuclei_model
-        from NucleiMaskyloLib.training import (DEMO_RECIPE, PAPER_RECIPE, TrainingRecipe, save_nuclei_checkpoint,
-                                               train_mask_rcnn)
+        from NucleiMaskyloLib.training import (DEMO_RECIPE, PAPER_RECIPE, TrainingRecipe, normalise_cases,
+                                               save_nuclei_checkpoint, train_mask_rcnn)
 
-        cases = [load_nuinsseg_case(c)[:2] for c in scan_nuinsseg(trainingFolder)]
+        # stain-normalised before training (the paper); the checkpoint asks for the same at inference
+        cases = normalise_cases([load_nuinsseg_case(c)[:2] for c in scan_nuinsseg(trainingFolder)], "macenko")
         validation = cases[::5] if len(cases) >= 5 else []
         training = [c for i, c in enumerate(cases) if i % 5 or len(cases) < 5]
         base = DEMO_RECIPE if architecture == "mask_rcnn_small" else PAPER_RECIPE

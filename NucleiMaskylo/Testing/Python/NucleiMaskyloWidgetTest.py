@@ -185,3 +185,27 @@ class NucleiMaskyloWidgetTest(unittest.TestCase):
         image, labels, _ = load_nuinsseg_case(cases[0])
         np.testing.assert_array_equal(image, phantom.image)
         np.testing.assert_array_equal(labels, phantom.labels)
+
+    def test_TrainProducesSelectableCheckpoint(self):
+        from NucleiMaskyloLib.datasets import write_label_map
+        from skimage.io import imsave
+
+        tiles = self.folder / "tiles" / "organ"
+        (tiles / "tissue images").mkdir(parents=True)
+        for seed in range(2):
+            phantom = he_nuclei_phantom(60 + seed, shape=(64, 64))
+            imsave(tiles / "tissue images" / f"t{seed}.png", phantom.image, check_contrast=False)
+            write_label_map(tiles / "label masks modify" / f"t{seed}.tif", phantom.labels)
+        self.ui.trainingFolderPathLineEdit.currentPath = str(self.folder / "tiles")
+        self.ui.trainingOutputPathLineEdit.currentPath = str(self.folder / "run")
+        self.ui.iterationsSpinBox.value = 1
+        self.widget.trainingOptions = {"recipe": {"micro_batch": 2, "batch_size": 2, "tile_size": 64}}
+        self.assertTrue(self.ui.trainButton.enabled)
+        self.ui.trainButton.click()
+        self.assertTrue(self.widget.isTraining())
+        waitUntil(lambda: not self.widget.isTraining())
+        self.widget.trainingOptions = {}
+        self.assertIn("Training finished", self.ui.trainingStatusLabel.text)
+        self.assertTrue((self.folder / "run" / "nucleimaskylo_trained.safetensors").is_file())
+        self.assertEqual(self.ui.modelComboBox.currentText, "nucleimaskylo_trained")
+        self.logic.trainingOutputFolders.remove(str(self.folder / "run"))
