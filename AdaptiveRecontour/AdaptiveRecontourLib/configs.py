@@ -47,6 +47,7 @@ class RecontourConfig:
     swap_fixed_moving: bool = True
     sampling: Dict[str, float] = field(default_factory=lambda: {"target": 1.0, "oar": 1.0, "torso": 1.0})
     # inference
+    inference_patch_size: int = 96  # tiles at inference (valid convolutions: any multiple of 4 >= 44 works)
     output: str = "segmentation"  # segmentation (Seg head) | registration (warped planning contours)
     contour_warp: str = "one_hot"  # one_hot (trilinear one-hot + arg-max) | nearest
     largest_component: bool = True

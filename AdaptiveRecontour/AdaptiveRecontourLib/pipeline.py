@@ -241,7 +241,8 @@ def recontour(network: torch.nn.Module, config: RecontourConfig, planning: Volum
     prepared = PreparedPair(prepared.fixed, prepared.moving, moving_labels, prepared.affine)
     fixed = normalise_ct(prepared.fixed.array, config.hu_clip)
     moving = normalise_ct(prepared.moving.array, config.hu_clip)
-    outputs = predict_arrays(network, fixed, moving, prepared.moving_labels, config.patch_size, device, batch_size,
+    outputs = predict_arrays(network, fixed, moving, prepared.moving_labels, config.inference_patch_size, device,
+                             batch_size,
                              progress=lambda f, m: say(0.1 + 0.8 * f, m), cancel=cancel)
     timings["network_s"] = time.perf_counter() - t
     seg_labels = warped = None

@@ -197,7 +197,7 @@ def evaluate_pairs(network: torch.nn.Module, pairs: Sequence[TrainingPair], patc
     scores: Dict[str, List[float]] = {"dice_seg": [], "dice_reg": [], "dice_affine": [], "folding": [],
                                       "jacobian_std": []}
     for p in pairs:
-        out = predict_arrays(network, p.fixed, p.moving, p.moving_labels, patch_size, device, batch_size=4)
+        out = predict_arrays(network, p.fixed, p.moving, p.moving_labels, patch_size, device, batch_size=1)
 
         def mean_dice(labels):
             return float(np.mean([dice(labels == v, p.fixed_labels == v) for v in values]))
@@ -251,7 +251,8 @@ def train_network(config: RecontourConfig, train_pairs: Sequence[TrainingPair],
     validate = None
     if val_pairs:
         def validate(m):
-            return evaluate_pairs(m.network, val_pairs, config.patch_size, config.num_classes, spacing=spacing)
+            return evaluate_pairs(m.network, val_pairs, config.inference_patch_size, config.num_classes,
+                                  spacing=spacing)
     tc = TrainingConfig(iterations=iters, batch_size=config.batch_size, optimizer=dict(config.optimizer),
                         validate_every=validate_every if val_pairs else 0, monitor="dice", mode="max", seed=seed,
                         output_dir=output_dir, device=device, log_every=log_every, plot=False,
