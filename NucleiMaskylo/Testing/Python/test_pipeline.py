@@ -104,3 +104,21 @@ def test_tiled_equals_untiled_with_demo_weights():
                                 max_dets=1000)
     assert ap["mAP50"] >= 0.9, ap
     assert abs(len(tiled) - len(untiled)) <= 0.05 * len(untiled)
+
+
+def test_weights_of_another_module_or_tampered_are_refused(tmp_path, tiny):
+    from mednets.checkpoints import CheckpointError, CheckpointMetadata, save_checkpoint
+    from NucleiMaskyloLib.models import load_nuclei_model
+    from NucleiMaskyloLib.training import save_nuclei_checkpoint
+
+    foreign = tmp_path / "foreign.safetensors"
+    save_checkpoint(foreign, tiny, CheckpointMetadata(architecture="mask_rcnn_small", module="OrganCombo"))
+    with pytest.raises(CheckpointError, match="OrganCombo"):
+        load_nuclei_model(str(foreign), device="cpu")
+    ours = tmp_path / "ours.safetensors"
+    save_nuclei_checkpoint(ours, tiny, "mask_rcnn_small", {"box_detections_per_img": 40})
+    data = bytearray(ours.read_bytes())
+    data[-10] ^= 0xFF  # flip bits in the last tensor
+    ours.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_nuclei_model(str(ours), device="cpu")
