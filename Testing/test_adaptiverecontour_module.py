@@ -142,3 +142,30 @@ def test_widget_bad_input_reports_error(module_widget, slicer_runtime, mrml_scen
     assert widget._job is None
     assert "NaN" in widget.ui.statusLabel.text
     assert slicer.mrmlScene.GetNumberOfNodes() == count
+
+
+def test_widget_add_case_and_train(module_widget, slicer_runtime, mrml_scene, tmp_path):
+    import slicer
+
+    slicer_runtime.load_module(MODULE_FILE)
+    widget = module_widget("AdaptiveRecontour")
+    testClass = sys.modules["AdaptiveRecontour"].AdaptiveRecontourTest
+    planningCT, planningSeg, dailyCT, reference = testClass.phantomNodes(seed=904)
+    ui = widget.ui
+    ui.planningVolumeSelector.setCurrentNode(planningCT)
+    ui.planningSegmentationSelector.setCurrentNode(planningSeg)
+    ui.dailyVolumeSelector.setCurrentNode(dailyCT)
+    ui.referenceSegmentationSelector.setCurrentNode(reference)
+    widget._parameterNode.trainingFolder = tmp_path / "pairs"
+    widget._parameterNode.trainingOutputFolder = tmp_path / "run"
+    assert ui.addCaseButton.enabled
+    ui.addCaseButton.click()
+    assert "Added" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+    assert len(list((tmp_path / "pairs").glob("*.nrrd"))) == 4
+    widget._parameterNode.iterations = 2
+    widget.trainingOptions = {"filters": (4, 6, 8), "patch_size": 48}
+    ui.trainButton.click()
+    _wait(widget, lambda: widget._trainingJob is None, timeout=300)
+    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert ui.modelComboBox.currentText == "model"

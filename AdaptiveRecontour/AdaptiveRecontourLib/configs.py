@@ -79,7 +79,7 @@ def _paper(model: str, weighting: str) -> RecontourConfig:
 
 
 #: Named configurations. ``paper_<net>`` follow section 5.3; ``cpu_small`` is the reduced one used for the demo
-#: weights and the learning test (narrow filters, 48^3 patches at 2 mm, learning rate 1e-3 to learn in minutes).
+#: weights and the learning test (narrow filters, 64^3 patches at 3 mm, learning rate 3e-3 to learn in minutes).
 CONFIGS: Dict[str, RecontourConfig] = {
     "paper_seg": _paper("seg", "equal"),
     "paper_reg": _paper("reg", "equal"),
@@ -87,8 +87,8 @@ CONFIGS: Dict[str, RecontourConfig] = {
     "paper_dense": _paper("dense", "homoscedastic"),
     "paper_sedd": _paper("sedd", "homoscedastic"),
     "paper_cross_stitch": _paper("cross_stitch", "equal"),
-    "cpu_small": RecontourConfig(model="cross_stitch", filters=(8, 16, 32), patch_size=48, spacing_mm=2.0,
-                                 optimizer={"name": "radam", "lr": 1e-3}, iterations=200),
+    "cpu_small": RecontourConfig(model="cross_stitch", filters=(8, 16, 32), patch_size=64, spacing_mm=3.0,
+                                 optimizer={"name": "radam", "lr": 3e-3}, iterations=400),
 }
 
 

@@ -7,7 +7,7 @@ Demo weights (``Resources/Models/adaptiverecontour_pelvis_demo.safetensors``) ar
 
 They use the paper's best network (Cross-stitch, equal loss weights, bending energy 0.5, RAdam, batch 2 doubled by
 swapping, patches sampled equally from targets / organs at risk / torso) at a CPU scale: filters (8, 16, 32) instead
-of (16, 32, 64), 48^3 patches instead of 96^3 and 3 mm voxels instead of 1 mm (:data:`DEMO_CONFIG`); the paper's full
+of (16, 32, 64), 64^3 patches instead of 96^3 and 3 mm voxels instead of 1 mm (:data:`DEMO_CONFIG`); the paper's full
 configuration stays the default for training on real data.
 """
 

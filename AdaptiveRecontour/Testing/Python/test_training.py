@@ -53,7 +53,7 @@ def test_sampler_centres_follow_the_categories():
 
 @pytest.mark.parametrize("weighting", ["homoscedastic", "dwa"])
 def test_loss_weights_change_during_jrs_training(weighting, tmp_path):
-    config = get_config("cpu_small", model="sedd", filters=(4, 6, 8), weighting=weighting)
+    config = get_config("cpu_small", model="sedd", filters=(4, 6, 8), weighting=weighting, patch_size=N)
     network, result, loss = train_network(config, _pairs(), iterations=4, seed=0, output_dir=str(tmp_path),
                                           log_every=1)
     first, last = loss.history[0], loss.history[-1]
@@ -73,7 +73,7 @@ def test_loss_weights_change_during_jrs_training(weighting, tmp_path):
 
 
 def test_bending_energy_fixed_weight_and_all_terms_present():
-    config = get_config("cpu_small", model="cross_stitch", filters=(4, 6, 8))
+    config = get_config("cpu_small", model="cross_stitch", filters=(4, 6, 8), patch_size=N)
     _, _, loss = train_network(config, _pairs(1), iterations=2, seed=1)
     entry = loss.history[-1]
     assert {"ncc", "dsc_r", "dsc_s", "bending"} <= set(entry) and all(np.isfinite(v) for v in entry.values())
