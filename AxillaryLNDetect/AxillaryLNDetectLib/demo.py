@@ -115,8 +115,8 @@ def train_demo_weights(output_dir: Path = WEIGHTS_DIR, voi_iterations: int = 150
             result, network = train_stage(stage, train_items, validation_items, DEMO_CONFIG, str(run_dir / stage),
                                           iterations=iterations, seed=0, device=device, log=log)
             networks[stage] = network
-            extra[stage] = {"iterations": result.iterations, "best_validation_jaccard": result.best_metric,
-                            "best_iteration": result.best_iteration,
+            extra[stage] = {"iterations": result.best_iteration, "best_validation_jaccard": result.best_metric,
+                            "trained_iterations": result.iterations,
                             "training_minutes_cpu": round((time.monotonic() - stage_started) / 60, 1)}
         training_data = (f"{len(TRAIN_SEEDS)} synthetic contrast-CT axilla phantoms (mednets.phantoms.axilla_ct, "
                          f"seeds {TRAIN_SEEDS[0]}-{TRAIN_SEEDS[-1]}, {PHANTOM_GRID}); validation seeds "
@@ -134,10 +134,51 @@ def train_demo_weights(output_dir: Path = WEIGHTS_DIR, voi_iterations: int = 150
                          "synthetic CT axilla phantoms only; not for clinical use")), replace=True)
     registry.save(CATALOGUE)
     summary = {"minutes": round((time.monotonic() - started) / 60, 1), "stages": extra,
-               "bytes": {stage: Path(path).stat().st_size for stage, path in paths.items()}}
+               "bytes": {stage: Path(path).stat().st_size for stage, path in paths.items()},
+               "training_data": training_data}
     summary["evaluation"] = evaluate_demo_detector(paths)
     write_model_card(Path(output_dir) / f"{DEFAULT_MODEL}.md", summary)
     log(json.dumps(summary))
+    return summary
+
+
+def package_demo_weights(voi_checkpoint: Path, ln_checkpoint: Path, output_dir: Path = WEIGHTS_DIR,
+                         training_data: str = "", log: Callable[[str], None] = print) -> Dict[str, object]:
+    """Bundle two trained stage checkpoints (e.g. a training run's ``voi/best.safetensors`` and
+    ``ln/best.safetensors``) as the demo detector: fp16 copies, catalogue entries with SHA-256, evaluation on
+    held-out phantoms and the model card."""
+    from mednets.checkpoints import load_checkpoint, save_checkpoint
+    from mednets.fileio import sha256_file
+    from mednets.sources import ModelRegistry, ModelSource
+
+    from .models import CATALOGUE
+
+    paths, extra = {}, {}
+    for stage, checkpoint in (("voi", voi_checkpoint), ("ln", ln_checkpoint)):
+        state, metadata = load_checkpoint(checkpoint, expected_module=MODULE_NAME)
+        if metadata.extra.get("stage") != stage:
+            raise ValueError(f"'{checkpoint}' holds the {metadata.extra.get('stage')!r} stage, not {stage!r}")
+        training = metadata.extra.get("training", {}) if isinstance(metadata.extra, dict) else {}
+        extra[stage] = {"iterations": training.get("iteration"), "training_minutes_cpu": "see README",
+                        "best_validation_jaccard": (training.get("metrics") or {}).get("jaccard", float("nan"))}
+        if training_data:
+            metadata.training_data = training_data
+        metadata.extra["demo"] = extra[stage]
+        path = Path(output_dir) / f"{DEFAULT_MODEL}-{stage}.safetensors"
+        save_checkpoint(path, state, metadata, dtype="float16")
+        paths[stage] = path
+    registry = ModelRegistry.load(CATALOGUE) if CATALOGUE.is_file() else ModelRegistry()
+    for stage, path in paths.items():
+        registry.add(ModelSource(
+            name=f"{DEFAULT_MODEL}-{stage}", path=str(path), sha256=sha256_file(path), license="Apache-2.0",
+            module=MODULE_NAME, architecture="unet3d_3level",
+            description=(f"Demo {'VOI' if stage == 'voi' else 'lymph-node'} stage (widths 4-8-16), trained on "
+                         "synthetic CT axilla phantoms only; not for clinical use")), replace=True)
+    registry.save(CATALOGUE)
+    summary: Dict[str, object] = {"stages": extra, "bytes": {s: p.stat().st_size for s, p in paths.items()}}
+    summary["evaluation"] = evaluate_demo_detector(paths)
+    write_model_card(Path(output_dir) / f"{DEFAULT_MODEL}.md", summary)
+    log(json.dumps(summary, default=str))
     return summary
 
 
@@ -173,16 +214,15 @@ def write_model_card(path: Path, summary: Dict[str, object]) -> Path:
         f"* Network: `unet3d_3level` (Altun et al., Fig. 3) with widths {DEMO_CONFIG.model_overrides.get('widths')} "
         f"instead of the paper's (80, 160, 320); {DEMO_CONFIG.input_size}^3 training patches; stage 1 at "
         f"{DEMO_CONFIG.stage1_spacing:g} mm, stage 2 at {DEMO_CONFIG.stage2_spacing:g} mm (paper: 3 mm / 1 mm).",
-        f"* Training data: {len(TRAIN_SEEDS)} synthetic contrast-CT axilla phantoms (`mednets.phantoms.axilla_ct`, "
-        f"seeds {TRAIN_SEEDS[0]}-{TRAIN_SEEDS[-1]}, grid {PHANTOM_GRID}), validation seed(s) "
-        f"{list(VALIDATION_SEEDS)}; recipe of the paper (targets from centre + diameter, Dice / weighted "
+        f"* Training data: {summary.get('training_data') or 'synthetic contrast-CT axilla phantoms'} "
+        f"(`mednets.phantoms.axilla_ct`, grid {PHANTOM_GRID}); recipe of the paper (targets from centre + diameter, Dice / weighted "
         "cross-entropy with shell masking and size-normalised weights, 50/50 patches, Adam 1e-3, plateau halving, "
         "best by Jaccard, augmentation).",
-        f"* Training (CPU, 2 shared cores): VOI {stages['voi']['iterations']} iterations "
-        f"({stages['voi']['training_minutes_cpu']} min, best validation Jaccard "
-        f"{stages['voi']['best_validation_jaccard']:.3f}); lymph nodes {stages['ln']['iterations']} iterations "
-        f"({stages['ln']['training_minutes_cpu']} min, best validation Jaccard "
-        f"{stages['ln']['best_validation_jaccard']:.3f}).",
+        f"* Training (CPU, 2 shared cores): best VOI checkpoint at iteration {stages['voi']['iterations']} "
+        f"(validation Jaccard {float(stages['voi']['best_validation_jaccard']):.3f}); best lymph-node checkpoint at "
+        f"iteration {stages['ln']['iterations']} (validation Jaccard "
+        f"{float(stages['ln']['best_validation_jaccard']):.3f}); training time: "
+        f"{stages['voi']['training_minutes_cpu']} / {stages['ln']['training_minutes_cpu']} min.",
         f"* Held-out phantoms (seeds {list(TEST_SEEDS)}), eq. 1 hits: {evaluation.get('detected')} of "
         f"{evaluation.get('nodes')} nodes detected, {evaluation.get('false_positives')} false positives in "
         f"{evaluation.get('volumes')} volumes; sensitivity {evaluation.get('sensitivity_at_1_fp', float('nan')):.2f} "
