@@ -118,6 +118,8 @@ class GLIAWindowPredictor(torch.nn.Module):
     def forward(self, batch: torch.Tensor) -> Dict[str, torch.Tensor]:
         hu = batch[:, :1].float()
         local = window_hu(hu, self.windows)
+        if batch.dim() == 5 and batch.is_contiguous(memory_format=torch.channels_last_3d):
+            local = local.contiguous(memory_format=torch.channels_last_3d)  # keep oneDNN's fast layout
         if self.global_features is None:  # network without global branch
             logits = self.network(local)
             probability = torch.softmax(logits.float(), dim=1)[:, 1:2]
