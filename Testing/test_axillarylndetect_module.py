@@ -165,3 +165,30 @@ def test_logic_evaluate_from_saved_points_and_a_reference_segmentation(slicer_ru
         assert chart.GetNumberOfPlotSeriesNodes() >= 1
     with pytest.raises(ValueError, match="reference"):
         logic.evaluate(volumeNode, detections)
+
+
+def test_logic_add_case_then_train_lists_the_new_detector(slicer_runtime, mrml_scene, tmp_path):
+    """'Add current case to training set' writes CT + annotations; train() trains both stages (a few iterations of a
+    tiny configuration) and the detector appears among the available models."""
+    import slicer
+
+    module = slicer_runtime.load_module(MODULE_FILE)
+    logic = module.AxillaryLNDetectLogic()
+    volumeNode, referencePoints, case = _phantomNodes()
+    folder = tmp_path / "cases"
+    for _ in range(2):
+        image, nodes = logic.addCaseToTrainingSet(volumeNode, referencePoints, folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["Axilla_2_image.nrrd", "Axilla_2_nodes.json",
+                                                        "Axilla_image.nrrd", "Axilla_nodes.json"]
+    changes = {"model_overrides": {"widths": (2, 4, 8)}, "input_size": 48, "inference_size": 64,
+               "stage1_spacing": 8.0, "stage2_spacing": 4.0, "voi_opening_size": 3, "shell_size": 3,
+               "training": {"iterations": 2, "batch_size": 2,
+                            "foreground_fraction": 0.5, "optimizer": {"name": "adam", "lr": 1e-3},
+                            "schedule": {"name": "plateau", "factor": 0.5, "patience": 10}, "validate_every": 2,
+                            "early_stopping_patience": 50, "monitor": "jaccard", "mode": "max",
+                            "augmentation": {"rotation_sd_deg": 5.0, "zoom_range": 0.2, "flip_sagittal": True,
+                                             "noise_sd_hu": 5.0}}}
+    output = tmp_path / "runs" / "myDetector"
+    results = logic.train(folder, output, iterations=2, device="cpu", configChanges=changes, fineTune=True)
+    assert results["voi"].iterations == 2 and results["ln"].iterations == 2
+    assert "myDetector" in [d.name for d in logic.availableModels()]
