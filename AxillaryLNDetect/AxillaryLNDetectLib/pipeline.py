@@ -3,10 +3,10 @@
 1. Stage 1: the CT is resampled to ``stage1_spacing`` (3 mm, Lanczos-3, :mod:`mednets.lanczos`), normalised, and the
    VOI network runs over it (sliding window with ``output_crop = 20``: 72^3 windows give 32^3 output tiles);
    ``p >= voi_threshold`` is the VOI.
-2. Stage 2: for each connected VOI component, the original CT is cropped to the component's box (plus a margin and
-   the network's 20-voxel border, so that VOI voxels see real image context rather than padding), resampled to
-   ``stage2_spacing`` (1 mm, Lanczos-3) and the LN network runs on that crop only; the LN probability is set to 0
-   outside the VOI component.
+2. Stage 2: the original CT is cropped to the box around the VOI components (plus a margin and the network's
+   20-voxel border, so that VOI voxels see real image context rather than padding) and resampled to
+   ``stage2_spacing`` (1 mm, Lanczos-3); the LN network runs only on the sliding windows whose output tile holds VOI
+   voxels; the LN probability is 0 outside the VOI.
 3. Candidates: connected components of ``p >= ln_threshold``, confidence = the maximum probability in the blob
    (:func:`mednets.metrics.froc.detection_candidates`).
 
@@ -73,24 +73,44 @@ def resample_ct(volume: Volume, spacing: float) -> Volume:
 def predict_foreground(network: torch.nn.Module, hu: np.ndarray, config: AxillaryConfig,
                        device: Union[str, torch.device, None] = None, batch_size: int = 2,
                        progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCallback] = None,
-                       report_fallback=None) -> np.ndarray:
+                       report_fallback=None, mask: Optional[np.ndarray] = None) -> np.ndarray:
     """Foreground probability (channel 1 of the softmax), float32 of ``hu``'s shape (K, J, I).
 
     Sliding window of ``config.inference_size`` windows whose ``inference_size - 40`` output tiles cover the image
-    with ``config.overlap``; the image is padded with air where windows reach outside it.
+    with ``config.overlap``; the image is padded with air where windows reach outside it. With ``mask`` (boolean, same
+    shape) the network only runs on windows whose output tile contains a mask voxel; the others give 0 (the mask
+    travels through the sliding window as a second channel, so tiling, padding and blending stay
+    :func:`mednets.inference.sliding_window`'s).
     """
-    image = normalise_hu(hu)[np.newaxis]
     crop = int(getattr(network, "output_crop", 20))
+    if mask is None:
+        image = normalise_hu(hu)[np.newaxis]
 
-    def predictor(batch: torch.Tensor) -> torch.Tensor:
-        return network(batch)[:, 1:2]
+        def predictor(batch: torch.Tensor) -> torch.Tensor:
+            return network(batch)[:, 1:2]
+    else:
+        if mask.shape != hu.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from the image {hu.shape}")
+        image = np.stack([normalise_hu(hu), np.asarray(mask, dtype=np.float32)])
+
+        def predictor(batch: torch.Tensor) -> torch.Tensor:
+            inner = batch[:, 1, crop:-crop, crop:-crop, crop:-crop]
+            keep = (inner > 0.5).flatten(1).any(dim=1)
+            shape = (batch.shape[0], 1) + tuple(int(n) - 2 * crop for n in batch.shape[2:])
+            if not bool(keep.any()):
+                return torch.zeros(shape, dtype=batch.dtype, device=batch.device)
+            result = network(batch[keep][:, :1].contiguous())[:, 1:2]
+            out = torch.zeros(shape, dtype=result.dtype, device=result.device)
+            out[keep] = result
+            return out
 
     network.eval()
     with torch.inference_mode():
         result = sliding_window(image, predictor, config.inference_size, overlap=config.overlap, blend=config.blend,
                                 batch_size=batch_size, device=device or _network_device(network), progress=progress,
                                 cancel=cancel, output_crop=crop, padding_mode="constant",
-                                padding_value=float(normalise_hu(np.float32(HU_CLIP[0]))), report=report_fallback)
+                                padding_value=float(normalise_hu(np.float32(HU_CLIP[0]))), report=report_fallback,
+                                channels_last=False if mask is not None else None)
     return np.clip(np.asarray(result, dtype=np.float32)[0], 0.0, 1.0)
 
 
@@ -209,35 +229,36 @@ def detect_lymph_nodes(volume: Volume, voi_network: torch.nn.Module, ln_network:
     candidate_labels = np.zeros(volume.shape, dtype=np.int32)
     candidates: List[LymphNodeCandidate] = []
     boxes = _component_boxes(voi_coarse, config.voi_min_voxels)
-    for number, (component, box) in enumerate(boxes):
+    if boxes:
         check_cancel(cancel)
-        # margin + the network's border (20 voxels at the stage-2 spacing): voxels in the VOI see real context
+        # one crop around every VOI component: margin + the network's border (20 voxels at the stage-2 spacing), so
+        # VOI voxels see real context; windows without VOI voxels are skipped (predict_foreground's mask)
         context_mm = config.voi_margin_mm + int(getattr(ln_network, "output_crop", 20)) * config.stage2_spacing
-        start, stop = _box_on_grid(coarse, box, volume, context_mm)
-        crop = crop_volume(volume, start, stop)
-        fine = resample_ct(crop, config.stage2_spacing)
-        piece = sub_progress(progress, 0.3 + 0.65 * number / len(boxes), 0.3 + 0.65 * (number + 1) / len(boxes),
-                             f"Stage 2 (lymph nodes), VOI part {number + 1}/{len(boxes)}: ")
-        probability = predict_foreground(ln_network, fine.array, config, device, batch_size, piece, cancel,
-                                         report_fallback)
-        component_volume = Volume(component.astype(np.uint8), ijk_to_ras=coarse.ijk_to_ras)
-        inside = resample_to_reference(component_volume, fine, interpolator="nearest").array.astype(bool)
+        corners = [_box_on_grid(coarse, box, volume, context_mm) for _component, box in boxes]
+        start = np.min([c[0] for c in corners], axis=0)
+        stop = np.max([c[1] for c in corners], axis=0)
+        fine = resample_ct(crop_volume(volume, start, stop), config.stage2_spacing)
+        kept = np.zeros(coarse.shape, dtype=np.uint8)
+        for component, _box in boxes:
+            kept[component] = 1
+        inside = resample_to_reference(Volume(kept, ijk_to_ras=coarse.ijk_to_ras), fine,
+                                       interpolator="nearest").array.astype(bool)
+        probability = predict_foreground(ln_network, fine.array, config, device, batch_size,
+                                         sub_progress(progress, 0.3, 0.95, "Stage 2 (lymph nodes): "), cancel,
+                                         report_fallback, mask=inside)
         probability[~inside] = 0.0
         labels, found = detection_candidates(probability, ln_threshold, spacing=fine.spacing,
                                              min_voxels=config.candidate_min_voxels)
-        if not found:
-            continue
-        offset = len(candidates)
-        remap = np.zeros(len(found) + 1, dtype=np.int32)
         voxel_mm3 = float(np.prod(fine.spacing))
+        remap = np.zeros(len(found) + 1, dtype=np.int32)
         for order, candidate in enumerate(found, start=1):
-            remap[candidate.label] = offset + order
+            remap[candidate.label] = order
             ras = fine.kji_to_ras(np.asarray(candidate.centre)[None])[0]
             candidates.append(LymphNodeCandidate(tuple(float(c) for c in ras), candidate.confidence,
                                                  candidate.short_axis_mm, candidate.voxels * voxel_mm3))
-        placed = resample_to_reference(Volume(remap[labels], ijk_to_ras=fine.ijk_to_ras), volume,
-                                       interpolator="nearest").array
-        candidate_labels = np.where(placed > 0, placed, candidate_labels)
+        if found:
+            candidate_labels = resample_to_reference(Volume(remap[labels], ijk_to_ras=fine.ijk_to_ras), volume,
+                                                     interpolator="nearest").array.astype(np.int32)
     # global order by decreasing confidence
     order = sorted(range(len(candidates)), key=lambda n: -candidates[n].confidence)
     remap = np.zeros(len(candidates) + 1, dtype=np.int32)

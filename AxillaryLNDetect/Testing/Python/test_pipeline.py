@@ -59,6 +59,16 @@ def test_predict_foreground_covers_the_image_with_output_tiles():
     assert probability.shape == volume.shape and probability.dtype == np.float32
     expected = np.where(volume.array > 0, 0.95, 0.05)
     np.testing.assert_allclose(probability, expected, atol=1e-6)
+    # with a mask the network only sees windows whose output tile holds mask voxels
+    full_calls = network.calls
+    network.calls = 0
+    empty = predict_foreground(network, volume.array, CONFIG, mask=np.zeros(volume.shape, bool))
+    assert network.calls == 0 and not empty.any()
+    corner = np.zeros(volume.shape, bool)
+    corner[:5, :5, :5] = True
+    partial = predict_foreground(network, volume.array, CONFIG, mask=corner)
+    assert 0 < network.calls < full_calls
+    np.testing.assert_allclose(partial[:5, :5, :5], expected[:5, :5, :5], atol=1e-6)
 
 
 def test_two_stage_detection_finds_nodes_inside_the_voi_only():
