@@ -8,14 +8,14 @@ Exit status: 0 on success, 2 on bad input (one-line reason on stderr), 130 when 
 from __future__ import annotations
 
 import argparse
-import csv
-import io as text_io
 import sys
 import time
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
+
+from mednets.cli import progress_bar, read_label_file, rows_to_csv, run_command, write_label_file, write_text
+from mednets.terminology import segment_specs
 
 EXAMPLES = """examples:
   python -m OrganComboLib predict --input pet.nrrd --output pet_organs.seg.nrrd
@@ -25,47 +25,9 @@ EXAMPLES = """examples:
 """
 
 
-def _tqdm_progress(description: str):
-    from tqdm import tqdm
-
-    bar = tqdm(total=100, desc=description, unit="%", leave=True, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-
-    def progress(fraction: float, message: str = "") -> None:
-        bar.n = int(round(100 * max(0.0, min(1.0, fraction))))
-        bar.set_postfix_str(message[:60], refresh=False)
-        bar.refresh()
-
-    progress.close = bar.close  # type: ignore[attr-defined]
-    return progress
-
-
-def _is_segmentation_file(path: Path) -> bool:
-    return path.name.lower().endswith(".seg.nrrd")
-
-
-def _write_labels(labels: np.ndarray, reference, config, output: Path) -> Path:
-    """A label map file, or a ``.seg.nrrd`` with named, coloured segments (needs slicer-core)."""
-    from mednets.io import write_volume
-
-    if not _is_segmentation_file(output):
-        return write_volume(reference.with_array(labels), output)
-    from mednets import mrml  # slicer-core
-    from mednets.terminology import segment_specs
-
-    return mrml.write_segmentation_file(labels, reference, output, segment_specs(config.classes))
-
-
-def _read_labels(path: Path, class_names: Sequence[str]):
-    """A label map from a label file or a ``.seg.nrrd`` (segments matched to ``class_names`` by name)."""
-    from mednets.io import read_volume
-
-    if not _is_segmentation_file(path):
-        volume = read_volume(path)
-        return volume.array.astype(np.int64), volume
-    from mednets import mrml  # slicer-core
-
-    return mrml.read_segmentation_file(path, class_names, allow_missing=True)
+#: Columns of the evaluation CSV: (row key of evaluate_labels, column title).
+METRIC_COLUMNS = (("name", "organ"), ("jaccard", "jaccard"), ("dice", "dice"), ("false_positive_rate", "fpr"),
+                  ("false_negative_rate", "fnr"), ("hausdorff_distance", "hd_mm"))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -77,13 +39,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     started = time.monotonic()
     volume = read_volume(args.input)
     loaded, config = load_organcombo_model(args.model, device=args.device, report=lambda m: print(m, file=sys.stderr))
-    progress = _tqdm_progress("segmenting")
-    try:
+    with progress_bar("segmenting") as progress:
         result = segment_volume(volume, loaded.network, config, device=loaded.device, threshold=args.threshold,
                                 batch_size=args.batch_size, progress=progress)
-    finally:
-        progress.close()
-    output = _write_labels(result.labels, volume, config, Path(args.output))
+    output = write_label_file(result.labels, volume, args.output, segment_specs(config.classes))
     if args.probabilities:
         from mednets.io import write_volume
 
@@ -94,33 +53,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _metrics_csv(rows: List[Dict[str, object]]) -> str:
-    buffer = text_io.StringIO()
-    columns = ["name", "jaccard", "dice", "false_positive_rate", "false_negative_rate", "hausdorff_distance"]
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["organ", "jaccard", "dice", "fpr", "fnr", "hd_mm"])
-    for row in rows:
-        writer.writerow([row["name"]] + [f"{float(row[c]):.6g}" for c in columns[1:]])
-    return buffer.getvalue()
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mednets.fileio import atomic_write
-
     from .configs import get_config
     from .pipeline import evaluate_labels
 
     config = get_config(args.config)
-    prediction, volume = _read_labels(Path(args.prediction), config.class_names)
-    reference, _ = _read_labels(Path(args.reference), config.class_names)
+    prediction, volume = read_label_file(args.prediction, config.class_names)
+    reference, _ = read_label_file(args.reference, config.class_names)
     if prediction.shape != reference.shape:
         raise ValueError(f"prediction grid {prediction.shape} differs from reference grid {reference.shape}; "
                          "resample one onto the other first")
     rows = evaluate_labels(prediction, reference, config.class_names, volume.spacing)
-    text = _metrics_csv(rows)
-    if args.csv:
-        with atomic_write(args.csv, "w", newline="") as handle:
-            handle.write(text)
+    text = rows_to_csv(rows, METRIC_COLUMNS)
+    write_text(args.csv, text)
     sys.stdout.write(text)
     return 0
 
@@ -149,11 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                               output_dir=args.output, epochs=args.epochs, iterations=args.iterations,
                               device=args.device, seed=args.seed, resume=args.resume, model_overrides=overrides,
                               initial_weights=args.initial_weights, training_data=f"{len(cases)} cases from {args.data}")
-    progress = _tqdm_progress("training")
-    try:
+    with progress_bar("training") as progress:
         result = train(request, progress=progress, log=lambda m: print(m, file=sys.stderr))
-    finally:
-        progress.close()
     print(f"best checkpoint: {result.best_checkpoint}")
     return 0
 
@@ -199,15 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, OSError, ImportError) as error:
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":
