@@ -20,6 +20,7 @@ from .dice import SoftDiceLoss
 from .targets import REDUCTIONS, class_indices, one_hot_like
 from .registration import BendingEnergyLoss, NCCLoss, WarpedContourDiceLoss, bending_energy, ncc
 from .explog import ExpLogDiceLoss, ExpLogLoss, GLIANetLoss, PyramidCrossEntropyLoss, pyramid_weights
+from .weighted_dice import WeightedDiceLoss
 from .weighting import (DynamicWeightAveraging, EqualWeighting, HomoscedasticWeighting, make_weighting,
                         trainable_parameters)
 
@@ -28,3 +29,4 @@ __all__ = ["SoftDiceLoss", "VoxelWeightedCrossEntropyLoss", "WeightedSumLoss", "
 __all__ += ["NCCLoss", "ncc", "BendingEnergyLoss", "bending_energy", "WarpedContourDiceLoss", "EqualWeighting",
             "HomoscedasticWeighting", "DynamicWeightAveraging", "make_weighting", "trainable_parameters"]
 __all__ += ["ExpLogDiceLoss", "PyramidCrossEntropyLoss", "ExpLogLoss", "GLIANetLoss", "pyramid_weights"]
+__all__ += ["WeightedDiceLoss"]

@@ -26,6 +26,8 @@ from .overlap import (
 )
 from .surface import SurfaceDistances, hausdorff_distance, mean_surface_distance, surface_distances, surface_voxels
 from .deformation import deformation_metrics, folding_fraction, jacobian_determinant, jacobian_std
+from .froc import (Candidate, DetectionMatch, detection_candidates, evaluate_detections, froc_curve, froc_score,
+                   match_detections, plot_froc, sensitivity_at_fp)
 from .targetwise import (average_precision, case_wise_metrics, find_targets, match_targets, roc_auc,
                          summarize_targets, voxel_detection_metrics)
 from .tables import DEFAULT_METRICS, METRIC_NAMES, per_label_metrics, segmentation_metrics
@@ -69,3 +71,5 @@ __all__ = [
 __all__ += ["jacobian_determinant", "jacobian_std", "folding_fraction", "deformation_metrics"]
 __all__ += ["roc_auc", "average_precision", "find_targets", "match_targets", "summarize_targets",
             "case_wise_metrics", "voxel_detection_metrics"]
+__all__ += ["Candidate", "DetectionMatch", "detection_candidates", "match_detections", "froc_curve", "froc_score",
+            "sensitivity_at_fp", "evaluate_detections", "plot_froc"]
