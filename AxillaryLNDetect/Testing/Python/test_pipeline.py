@@ -150,3 +150,20 @@ def test_parse_diameter():
 
 def test_normalisation():
     assert normalise_hu(np.array([-3000.0, 0.0, 500.0, 3000.0])).tolist() == [-2.0, 0.0, 1.0, 2.0]
+
+
+def test_too_large_is_refused_and_oblique_grids_work(monkeypatch):
+    import AxillaryLNDetectLib.inputs as inputs
+
+    volume = _volume_with_spheres([(30.0, 40.0, 30.0)], [6.0])
+    monkeypatch.setattr(inputs, "MAX_VOXELS", 1000)
+    with pytest.raises(InputError, match="more than"):
+        check_input_volume(volume)
+    monkeypatch.undo()
+    angle = np.radians(20.0)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    oblique = Volume(volume.array, spacing=volume.spacing, origin_ras=(10.0, -20.0, 5.0), directions_ras=rotation)
+    result = detect_lymph_nodes(oblique, Oracle(-700.0), Oracle(0.0), CONFIG)
+    assert len(result.candidates) == 1
+    truth = oblique.kji_to_ras(np.array([[15.0, 20.0, 15.0]]))[0]
+    assert np.linalg.norm(np.array(result.candidates[0].centre_ras) - truth) < 2.5
