@@ -29,6 +29,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
+from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, show_error
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch and can offer to install it
 # (mednets.dependencies.ensure_torch); the network code is imported by the Logic methods that need it.
@@ -143,15 +144,10 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._parameterNode: Optional[OrganComboParameterNode] = None
         self._parameterNodeGuiTag = None
         self._lastTrainingTask: Optional[OrganComboTask] = None
-        self._modelSources: List[Any] = []  # ModelSource of each item of the model combo box
-        self._job: Optional[BackgroundJob] = None  # segmentation
         self._jobTarget = None  # (input volume, output segmentation or None, first device message index)
-        self._trainingJob: Optional[BackgroundJob] = None
-        self._evaluationJob: Optional[BackgroundJob] = None
         self._evaluationName = ""
         self._trainingOutput: Optional[Path] = None
         self._trainingLog: List[str] = []  # lines the training engine logs (appended by the worker thread)
-        self._curveStamp: Optional[float] = None
         self.trainingOptions: Dict[str, Any] = {}
         self.lastTableNode = None
 
@@ -166,9 +162,10 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.trainingCurveLabel,
                        self.ui.metricsTableView):  # shown once there is something to show
             widget.hide()
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._pollTimer.timeout.connect(self._onPoll)
+        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # segmentation, evaluation and training run in the background
+        self.models = ModelSelector(self.ui.modelComboBox, lambda: self.logic.availableModels(), DEFAULT_MODEL,
+                                    self._showModelListError)
+        self.curve = TrainingCurve(self.ui.trainingCurveLabel, lambda: self.ui.trainCollapsibleButton.width)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
@@ -245,7 +242,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         parameters = self._parameterNode
         if parameters is None:
             return
-        if self._job is None:  # while a job runs, Apply is the Cancel button
+        if not self.isRunning():  # while a job runs, Apply is the Cancel button
             model = self._selectedModel()
             canApply = bool(parameters.inputVolume and model is not None)
             self.ui.applyButton.setEnabled(canApply)
@@ -259,71 +256,36 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self.ui.applyButton.setToolTip(tip)
         canEvaluate = bool(parameters.inputVolume and parameters.resultSegmentation
                            and parameters.referenceSegmentation)
-        self.ui.evaluateButton.setEnabled(canEvaluate or self._evaluationJob is not None)
+        self.ui.evaluateButton.setEnabled(canEvaluate or self.isEvaluating())
         self.ui.addCaseButton.setEnabled(bool(parameters.inputVolume and self._folder(parameters.trainingFolder)
                                               and (parameters.referenceSegmentation or parameters.resultSegmentation)))
-        if self._trainingJob is None:
+        if not self.isTraining():
             self.ui.trainButton.setEnabled(bool(self._folder(parameters.trainingFolder)
                                                 and self._folder(parameters.trainingOutputFolder)))
 
     # ------------------------------------------------------------------------------------------------ models
     def refreshModels(self, selectPath: Optional[Union[str, Path]] = None) -> None:
         """Fill the model selector from ``logic.availableModels()``; keep the selection (or select ``selectPath``)."""
-        try:
-            sources = list(self.logic.availableModels())
-        except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
-            logging.exception("OrganCombo: listing the models failed")
-            sources = []
-            self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(
-                message=error))
-        current = self._selectedModel()
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        self._modelSources = sources
-        for index, source in enumerate(sources):
-            combo.addItem(source.name, source.name)
-            combo.setItemData(index, self._modelDescription(source), qt.Qt.ToolTipRole)
-        combo.blockSignals(wasBlocked)
-        if selectPath is not None:
-            self._selectModel(path=selectPath)
-        else:
-            self._selectModel(name=current.name if current is not None else
-                              (self._parameterNode.model if self._parameterNode else ""))
+        current = self.models.selected()
+        name = current.name if current is not None else (self._parameterNode.model if self._parameterNode else "")
+        if not self.models.refresh(selectPath, name):
+            self.onModelSelected()
 
-    @staticmethod
-    def _modelDescription(source: Any) -> str:
-        details = [source.description or _("no description")]
-        if source.license:
-            details.append(_("licence: {license}").format(license=source.license))
-        return f"{source.name}: " + "; ".join(details)
+    def _showModelListError(self, message: str) -> None:
+        self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(message=message))
 
     def _selectModel(self, name: str = "", path: Optional[Union[str, Path]] = None) -> None:
         """Select the model called ``name`` (or stored at ``path``); else the bundled default, else the first."""
-        index = -1
-        if path is not None:
-            wanted = Path(path).resolve()
-            index = next((i for i, s in enumerate(self._modelSources) if s.path and Path(s.path).resolve() == wanted),
-                         -1)
-        for candidate in (name, DEFAULT_MODEL):
-            if index < 0 and candidate:
-                index = next((i for i, s in enumerate(self._modelSources) if s.name == candidate), -1)
-        if index < 0 and self._modelSources:
-            index = 0
-        combo = self.ui.modelComboBox
-        if combo.currentIndex != index:
-            combo.setCurrentIndex(index)  # emits currentIndexChanged -> onModelSelected
-        else:
-            self.onModelSelected(index)
+        if not self.models.select(name, path):
+            self.onModelSelected()
 
     def _selectedModel(self) -> Optional[Any]:
-        index = self.ui.modelComboBox.currentIndex
-        return self._modelSources[index] if 0 <= index < len(self._modelSources) else None
+        return self.models.selected()
 
     def onModelSelected(self, index: int = -1) -> None:
         source = self._selectedModel()
-        self.ui.modelComboBox.setToolTip(self._modelDescription(source) if source is not None else
-                                         _("No model available: load a weights file or train a model."))
+        self.ui.modelComboBox.setToolTip(self.models.tooltip(
+            _("No model available: load a weights file or train a model.")))
         if source is not None and self._parameterNode is not None and self._parameterNode.model != source.name:
             self._parameterNode.model = source.name  # triggers _checkCanApply
         else:
@@ -358,11 +320,11 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     # ------------------------------------------------------------------------------------------------ segmentation
     def isRunning(self) -> bool:
-        return self._job is not None
+        return self.jobs.running("segmentation")
 
     def onApplyButton(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self.isRunning():
+            self.jobs.cancel("segmentation")
             self.ui.statusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
@@ -379,36 +341,31 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self._showError(str(error))
             return
         self._jobTarget = (parameters.inputVolume, parameters.outputSegmentation, len(self.logic.deviceMessages))
-        self._job = BackgroundJob(self.logic.computeSegmentation, volume, model, parameters.device.value,
-                                  parameters.threshold, parameters.batchSize).start()
+        self.jobs.start("segmentation", BackgroundJob(self.logic.computeSegmentation, volume, model,
+                                                      parameters.device.value, parameters.threshold,
+                                                      parameters.batchSize),
+                        self._onSegmentationProgress, self._finishJob)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.applyButton.setToolTip(_("Stop the segmentation; nothing is added to the scene."))
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.show()
         self.ui.statusLabel.setText(_("Segmenting '{volume}' with '{model}'...").format(
             volume=parameters.inputVolume.GetName(), model=model.name))
-        self._pollTimer.start()
 
-    def _pollSegmentation(self) -> None:
-        finished = self._job.done  # read first: once done, poll() returns the final event too
-        for event in self._job.poll():
-            if event.kind == "progress" and not self._job.cancel_requested:
-                self.ui.progressBar.setValue(int(round(100 * event.fraction)))
-                self.ui.statusLabel.setText("\n".join([event.message] + self._newDeviceMessages()))
-        if finished:
-            self._finishJob()
+    def _onSegmentationProgress(self, event) -> None:
+        self.ui.progressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.statusLabel.setText("\n".join([event.message] + self._newDeviceMessages()))
 
     def _newDeviceMessages(self) -> List[str]:
         first = self._jobTarget[2] if self._jobTarget else len(self.logic.deviceMessages)
         return list(self.logic.deviceMessages[first:])
 
-    def _finishJob(self) -> None:
-        job, (inputVolume, outputSegmentation) = self._job, self._jobTarget[:2]
+    def _finishJob(self, job: BackgroundJob) -> None:
+        inputVolume, outputSegmentation = self._jobTarget[:2]
         deviceMessages = self._newDeviceMessages()
-        self._job, self._jobTarget = None, None
+        self._jobTarget = None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
-        self._stopPollingIfIdle()
         try:
             result, config = job.result(timeout=0)
             segmentationNode = self.logic.createSegmentationNode(inputVolume, result, config, outputSegmentation)
@@ -441,18 +398,15 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     def _cancelJob(self) -> None:
         """Stop a running segmentation for good (scene closing, module unloading); its result is dropped."""
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(10.0)
-            self._finishJob()  # a job that did not stop in time is reported as an error
+        self.jobs.stop("segmentation", 10.0)  # a job that did not stop in time is reported as an error
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def isEvaluating(self) -> bool:
-        return self._evaluationJob is not None
+        return self.jobs.running("evaluation")
 
     def onEvaluateButton(self) -> None:
-        if self._evaluationJob is not None:
-            self._evaluationJob.cancel()
+        if self.isEvaluating():
+            self.jobs.cancel("evaluation")
             self.ui.evaluateStatusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
@@ -465,23 +419,15 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         self._evaluationName = f"{parameters.resultSegmentation.GetName()} metrics"
-        self._evaluationJob = BackgroundJob(self.logic.computeEvaluation, *inputs).start()
+        self.jobs.start("evaluation", BackgroundJob(self.logic.computeEvaluation, *inputs),
+                        lambda event: self.ui.evaluateStatusLabel.setText(
+                            event.message or _("Computing the metrics...")),
+                        self._finishEvaluation)
         self.ui.evaluateButton.setText(_("Cancel"))
         self.ui.evaluateStatusLabel.setText(_("Computing the metrics of {count} organs...").format(count=len(inputs[2])))
-        self._pollTimer.start()
 
-    def _pollEvaluation(self) -> None:
-        finished = self._evaluationJob.done
-        for event in self._evaluationJob.poll():
-            if event.kind == "progress" and not self._evaluationJob.cancel_requested:
-                self.ui.evaluateStatusLabel.setText(event.message or _("Computing the metrics..."))
-        if finished:
-            self._finishEvaluation()
-
-    def _finishEvaluation(self) -> None:
-        job, self._evaluationJob = self._evaluationJob, None
+    def _finishEvaluation(self, job: BackgroundJob) -> None:
         self.ui.evaluateButton.setText(_("Evaluate"))
-        self._stopPollingIfIdle()
         try:
             rows = job.result(timeout=0)
             table = self.logic.createMetricsTable(rows, self._evaluationName)
@@ -504,14 +450,11 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             dice=float(np.mean(dice)) if dice else float("nan"), count=len(rows), table=table.GetName()))
 
     def _cancelEvaluation(self) -> None:
-        if self._evaluationJob is not None:
-            self._evaluationJob.cancel()
-            self._evaluationJob.wait(10.0)
-            self._finishEvaluation()
+        self.jobs.stop("evaluation", 10.0)
 
     # ------------------------------------------------------------------------------------------------ training
     def isTraining(self) -> bool:
-        return self._trainingJob is not None
+        return self.jobs.running("training")
 
     def onAddCaseButton(self) -> None:
         parameters = self._parameterNode
@@ -535,8 +478,8 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             image=Path(imagePath).name, label=Path(labelPath).name, segmentation=segmentation.GetName(), count=count))
 
     def onTrainButton(self) -> None:
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
+        if self.isTraining():
+            self.jobs.cancel("training")
             self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
             return
         parameters = self._parameterNode
@@ -552,58 +495,32 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
                             self.ui.trainingStatusLabel)
             return
         self._trainingOutput = output
-        curve = output / "history.png"
-        self._curveStamp = curve.stat().st_mtime if curve.is_file() else None  # a previous run's plot is not shown
+        self.curve.watch(output)  # a previous run's plot is not shown
         self._trainingLog = []
-        self._trainingJob = BackgroundJob(self.logic.train, str(folder), str(output), parameters.trainingTask.value,
-                                          parameters.epochs, device=parameters.device.value,
-                                          log=self._trainingLog.append, **self.trainingOptions).start()
+        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
+                                                  parameters.trainingTask.value, parameters.epochs,
+                                                  device=parameters.device.value, log=self._trainingLog.append,
+                                                  **self.trainingOptions),
+                        self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainButton.setToolTip(_("Stop the training; the checkpoints written so far stay in the output "
                                          "folder."))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
         self.ui.trainingStatusLabel.setText(_("Training on '{folder}'...").format(folder=folder))
-        self._pollTimer.start()
 
-    def _pollTraining(self) -> None:
-        finished = self._trainingJob.done
-        for event in self._trainingJob.poll():
-            if event.kind == "progress" and not self._trainingJob.cancel_requested:
-                self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
-                lastEvent = self._trainingLog[-1:]  # e.g. the last validation's Dice
-                self.ui.trainingStatusLabel.setText("\n".join([event.message] + lastEvent))
-        self._refreshTrainingCurve()
-        if finished:
-            self._finishTraining()
+    def _onTrainingProgress(self, event) -> None:
+        self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
+        lastEvent = self._trainingLog[-1:]  # e.g. the last validation's Dice
+        self.ui.trainingStatusLabel.setText("\n".join([event.message] + lastEvent))
+        self.curve.refresh()
 
-    def _refreshTrainingCurve(self) -> None:
-        """Show the engine's ``history.png`` (loss and validation metric), rewritten at each validation."""
-        if self._trainingOutput is None:
-            return
-        curve = self._trainingOutput / "history.png"
-        try:
-            stamp = curve.stat().st_mtime
-        except OSError:
-            return
-        if self._curveStamp is not None and stamp <= self._curveStamp:
-            return
-        pixmap = qt.QPixmap(str(curve))
-        if pixmap.isNull():  # caught while being written: try again at the next poll
-            return
-        self._curveStamp = stamp
-        width = max(200, min(480, self.ui.trainCollapsibleButton.width - 20))
-        self.ui.trainingCurveLabel.setPixmap(pixmap.scaledToWidth(width, qt.Qt.SmoothTransformation))
-        self.ui.trainingCurveLabel.show()
-
-    def _finishTraining(self) -> None:
-        job, output = self._trainingJob, self._trainingOutput
-        self._trainingJob = None
+    def _finishTraining(self, job: BackgroundJob) -> None:
+        output = self._trainingOutput
         self.ui.trainButton.setText(_("Start training"))
         self.ui.trainButton.setToolTip(_("Train a network on the training folder; the best checkpoint is added to "
                                          "the model list."))
         self.ui.trainingProgressBar.hide()
-        self._stopPollingIfIdle()
         try:
             result = job.result(timeout=0)
         except OperationCancelled:
@@ -622,29 +539,13 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self.ui.trainingStatusLabel.setText(_("Training finished after {iterations} iterations ({metric}); the "
                                                   "model '{model}' is selected.").format(
                 iterations=result.iterations, metric=metric, model=selected.name if selected is not None else "?"))
-        self._refreshTrainingCurve()
+        self.curve.refresh()
         self._checkCanApply()
 
     def _cancelTraining(self) -> None:
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
-            self._trainingJob.wait(30.0)
-            self._finishTraining()
+        self.jobs.stop("training", 30.0)
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _onPoll(self) -> None:
-        if self._job is not None:
-            self._pollSegmentation()
-        if self._trainingJob is not None:
-            self._pollTraining()
-        if self._evaluationJob is not None:
-            self._pollEvaluation()
-        self._stopPollingIfIdle()
-
-    def _stopPollingIfIdle(self) -> None:
-        if self._job is None and self._trainingJob is None and self._evaluationJob is None:
-            self._pollTimer.stop()
-
     def _ensureTorch(self, label=None) -> bool:
         """PyTorch is importable (in Slicer it is installed through the PyTorch extension, with the user's consent)."""
         from mednets.dependencies import MissingDependencyError, ensure_torch
@@ -658,10 +559,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
         """Show ``message`` in the panel (``label``, default the status line) and in an error dialog."""
-        message = (message[:1].upper() + message[1:]) if message else _("Unknown error.")
-        (label or self.ui.statusLabel).setText(_("Error: {message}").format(message=message))
-        slicer.util.errorDisplay(_("{title}: {message}").format(title=title or _("Segmentation failed"),
-                                                                message=message))
+        show_error(label or self.ui.statusLabel, message, title or _("Segmentation failed"))
 
 
 # ---------------------------------------------------------------------------------------------------------- logic

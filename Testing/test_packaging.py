@@ -72,13 +72,26 @@ def test_mednets_core_lists_every_python_file_and_nothing_else():
     assert "ctkMacroCompilePythonScript(" in text
 
 
+#: The only mednets files that may import Slicer/Qt: the MRML bridge and the widgets' panel pieces. Everything else
+#: runs without Slicer (CLI, batch, training on a server).
+SLICER_SIDE_FILES = {"mrml.py", "widgets.py"}
+
+
 def test_mednets_never_imports_slicer_or_qt_outside_the_bridge():
     offenders = []
     pattern = re.compile(r"^\s*(import|from)\s+(slicer|qt|ctk|vtk)\b", re.MULTILINE)
     for path in (ROOT / "MedNetsCore" / "mednets").rglob("*.py"):
-        if path.name != "mrml.py" and pattern.search(path.read_text()):
+        if path.name not in SLICER_SIDE_FILES and pattern.search(path.read_text()):
             offenders.append(path.name)
-    assert not offenders, f"only mednets/mrml.py may import slicer/qt/ctk/vtk: {offenders}"
+    assert not offenders, f"only {sorted(SLICER_SIDE_FILES)} may import slicer/qt/ctk/vtk: {offenders}"
+
+
+def test_nothing_outside_the_widgets_imports_the_slicer_side_panel_pieces():
+    pattern = re.compile(r"^\s*from\s+mednets\.widgets\s+import|^\s*import\s+mednets\.widgets", re.MULTILINE)
+    offenders = [str(path.relative_to(ROOT)) for path in ROOT.glob("*/*Lib/**/*.py") if pattern.search(path.read_text())]
+    offenders += [path.name for path in (ROOT / "MedNetsCore" / "mednets").rglob("*.py")
+                  if path.name != "widgets.py" and pattern.search(path.read_text())]
+    assert not offenders, f"the CLI/batch code must not need Qt: {offenders} import mednets.widgets"
 
 
 def test_no_unsafe_deserialisation_anywhere():
