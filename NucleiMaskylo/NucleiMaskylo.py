@@ -747,13 +747,15 @@ class NucleiMaskyloTest(ScriptedLoadableModuleTest):  # noqa: F405
         logic = NucleiMaskyloLogic()
         fractions = []
         find_model()  # the demo weights must exist
-        labelmapNode, tableNode = logic.run(volumeNode, device="cpu", tile_size=128, overlap=48,
+        # a low score threshold keeps the whole precision-recall curve for mAP (P/R use confidence >= 0.5)
+        labelmapNode, tableNode = logic.run(volumeNode, device="cpu", tile_size=128, overlap=48, score_threshold=0.1,
                                             progress=lambda f, m: fractions.append(f))
         labels = slicer.util.arrayFromVolume(labelmapNode)[0]
         self.assertEqual(labels.shape, phantom.labels.shape)
         count = len(np.unique(labels)) - 1
         self.assertEqual(tableNode.GetNumberOfRows(), labels.max())
         self.assertGreater(count, 0.5 * phantom.labels.max())
+        self.assertEqual(labels.max(), count)  # consecutive labels, one per table row
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(volumeNode), before)
         self.assertEqual(fractions[-1], 1.0)
         reference = mrml.new_volume_node(phantom.labels[None].astype(np.int32), name="reference", node_class="label",
