@@ -214,7 +214,7 @@ def build_mask_rcnn_small(num_classes: int = 2, stage_channels=SMALL_CONFIG["sta
                           mask_head_convs=SMALL_CONFIG["mask_head_convs"], anchor_sizes=SMALL_CONFIG["anchor_sizes"],
                           aspect_ratios=SMALL_CONFIG["aspect_ratios"], box_detections_per_img: int = 300,
                           rpn_pre_nms_top_n_train: int = 600, rpn_post_nms_top_n_train: int = 300,
-                          rpn_pre_nms_top_n_test: int = 600, rpn_post_nms_top_n_test: int = 300,
+                          rpn_pre_nms_top_n_test: int = 2000, rpn_post_nms_top_n_test: int = 1000,
                           box_batch_size_per_image: int = 128, norm: str = "bn", **kwargs) -> MaskRCNN:
     """The demo configuration: paper head structure on :class:`SmallBackbone` (about 1.6 M parameters)."""
     backbone = SmallBackbone(stage_channels, fpn_channels, norm=norm)
