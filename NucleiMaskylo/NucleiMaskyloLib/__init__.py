@@ -32,7 +32,7 @@ def build_model(name: str, **overrides: Any):
     ``"mask_rcnn"``: ResNet-50 + FPN, RoIAlign 7x7 (boxes) / 14x14 (masks), mask head of four 3x3 256-channel
     convolutions + 2x deconvolution + per-class sigmoid masks, box head of two 1024-d fully connected layers, 2 classes
     (background, nucleus), 512x512 tiles used as they are (no resizing). ``"mask_rcnn_small"``: the same heads on a
-    small GroupNorm backbone with narrower heads (see :mod:`.maskrcnn`). ``overrides`` go to the builder (e.g.
+    small BatchNorm backbone with narrower heads (see :mod:`.maskrcnn`). ``overrides`` go to the builder (e.g.
     ``num_classes``, ``box_detections_per_img``, ``anchor_sizes``, ``norm``, ``backbone_weights`` (a local file),
     ``trainable_backbone_layers``).
 

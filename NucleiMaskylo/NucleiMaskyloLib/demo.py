@@ -4,7 +4,7 @@ Demo weights (``Resources/Models/nucleimaskylo_he_demo.safetensors``) are made b
 
     python -m NucleiMaskyloLib.demo --train-weights     # from the NucleiMaskylo folder; the learning test's run: 90 iterations; 14 min on the shared, loaded 2-core machine
 
-They use the small configuration (``mask_rcnn_small``: the paper's head structure on a small GroupNorm backbone, about
+They use the small configuration (``mask_rcnn_small``: the paper's head structure on a small BatchNorm backbone, about
 1.6 M parameters, 3.2 MB in float16) trained from scratch on 128x128 crops of synthetic H&E tiles
 (:func:`mednets.phantoms.he_nuclei.he_nuclei_phantom`), Macenko-normalised to the bundled reference before training as
 in the paper, with the paper's optimizer (SGD, momentum 0.9), warmup + step decay and batch 16 (accumulated), at the
