@@ -83,6 +83,7 @@ def he_nuclei_phantom(
 
     labels = np.zeros((height, width), dtype=np.int32)
     centres, radii, angles, placement = [], [], [], []
+    areas = [0]  # visible pixels per label value, kept up to date (no full-image count per nucleus)
     attempts = 0
     while len(centres) < n_nuclei and attempts < n_nuclei * 30:
         attempts += 1
@@ -117,11 +118,15 @@ def he_nuclei_phantom(
         if mode == "overlapping":
             # the new nucleus lies on top; the ones below must keep most of their area
             hidden = np.bincount(covered, minlength=len(centres) + 1)[1:]
-            areas = np.bincount(labels.ravel(), minlength=len(centres) + 1)[1:]
-            if np.any((hidden > 0) & (areas - hidden < _MIN_VISIBLE * np.maximum(areas, 1))):
+            visible = np.asarray(areas[1:])
+            if np.any((hidden > 0) & (visible - hidden < _MIN_VISIBLE * np.maximum(visible, 1))):
                 continue
         value = len(centres) + 1
+        hidden_all = np.bincount(covered, minlength=value)
+        for below in np.flatnonzero(hidden_all[1:]) + 1:
+            areas[below] -= int(hidden_all[below])
         window[local] = value
+        areas.append(int(local.sum()))
         centres.append((cy, cx))
         radii.append((ry, rx))
         angles.append(angle)
