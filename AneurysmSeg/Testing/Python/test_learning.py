@@ -35,7 +35,7 @@ def test_glia_net_learns_to_detect_phantom_aneurysms(tmp_path):
     start = time.perf_counter()
     train_cases = [phantom_case(seed) for seed in range(8)]
     validation = [phantom_case(seed) for seed in (200, 201)]
-    result = train(TrainingRequest(LEARNING, train_cases, validation, tmp_path, iterations=80, validate_every=80,
+    result = train(TrainingRequest(LEARNING, train_cases, validation, tmp_path, iterations=240, validate_every=80,
                                    device="cpu", seed=0), log=lambda message: None)
     assert result.best_checkpoint is not None and result.best_checkpoint.exists()
     model = build_model("glia_net", **LEARNING.model_overrides)
