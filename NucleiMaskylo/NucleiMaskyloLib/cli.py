@@ -148,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = [c for i, c in enumerate(cases) if i % 5 or len(cases) < 5]
     base = DEMO_RECIPE if args.architecture == "mask_rcnn_small" else PAPER_RECIPE
     settings = base.to_dict()
-    for key in ("iterations", "lr", "micro_batch", "tile_size"):
+    for key in ("iterations", "lr", "batch_size", "micro_batch", "tile_size"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     recipe = TrainingRecipe.from_dict(settings)
@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--architecture", default="mask_rcnn", choices=("mask_rcnn", "mask_rcnn_small"))
     train.add_argument("--iterations", type=int)
     train.add_argument("--lr", type=float)
-    train.add_argument("--micro-batch", dest="micro_batch", type=int)
+    train.add_argument("--batch-size", dest="batch_size", type=int, help="tiles per optimizer step (paper: 16)")
+    train.add_argument("--micro-batch", dest="micro_batch", type=int, help="tiles per forward pass (accumulated)")
     train.add_argument("--tile-size", dest="tile_size", type=int)
     train.add_argument("--stain", dest="stain_method", default="macenko", choices=("macenko", "reinhard", "none"))
     train.add_argument("--seed", type=int, default=0)

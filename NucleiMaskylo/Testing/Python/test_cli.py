@@ -72,7 +72,8 @@ def test_train_writes_loadable_checkpoint(tmp_path):
         imsave(folder / "tissue images" / f"t{seed}.png", case.image, check_contrast=False)
         tifffile.imwrite(folder / "label masks modify" / f"t{seed}.tif", case.labels.astype(np.uint16))
     code = main(["train", "--data", str(tmp_path / "tiles"), "--output", str(tmp_path / "run"), "--architecture",
-                 "mask_rcnn_small", "--iterations", "1", "--micro-batch", "2", "--tile-size", "64"])
+                 "mask_rcnn_small", "--iterations", "1", "--batch-size", "2", "--micro-batch", "2",
+                 "--tile-size", "64"])
     assert code == 0
     from NucleiMaskyloLib.models import load_nuclei_model
 
