@@ -136,11 +136,13 @@ def run_demo(output_dir: Path, progress=None):
     targets_path = mrml.save_node(outputs["table"], output_dir / "cta_phantom_aneurysms.csv")
     found = (mrml.case_from_nodes(volume_node, outputs["segmentation"], [ANEURYSM.name], allow_missing=True).label > 0)
     risk = slicer.util.arrayFromVolume(outputs["riskMap"])
-    # axial maximum-intensity projection (vessels and aneurysms), rows anterior (top) to posterior
-    mip = case.image.max(axis=0)
+    # axial maximum-intensity projection inside the skull (vessels and aneurysms; the skull would hide them), rows
+    # anterior (top) to posterior
+    inside = np.isin(case.labels, (1, 2, 4))
+    mip = np.where(inside, case.image, -1000.0).max(axis=0)
     window = (-100.0, 600.0)
     colors = {1: ANEURYSM.color}
-    panels = [DemoPanel("CTA phantom (axial MIP)", overlay_labels(mip, None, window=window), 1.0),
+    panels = [DemoPanel("CTA phantom (axial MIP inside the skull)", overlay_labels(mip, None, window=window), 1.0),
               DemoPanel("AneurysmSeg result (MIP)", overlay_labels(mip, found.max(axis=0).astype(np.uint8), colors,
                                                                    window), 1.0),
               DemoPanel("risk map (max over K)", overlay_labels(risk.max(axis=0), None, window=(0.0, 1.0)), 1.0),
