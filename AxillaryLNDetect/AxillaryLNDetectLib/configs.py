@@ -119,8 +119,8 @@ class AxillaryConfig:
 
 #: The paper's configuration (full-size network), a small CPU configuration (ours: 4 mm / 2 mm, widths 8-16-32,
 #: kernels scaled to the coarser voxels) and the phantom demo configuration of the demo weights and the learning test
-#: (ours: 8 mm / 4 mm on 4 mm phantoms, widths 4-8-16, 52^3 patches, VOI threshold 0.3 so that a briefly trained VOI
-#: network errs on the side of a larger VOI).
+#: (ours: 8 mm / 4 mm on 4 mm phantoms, widths 4-8-16, 52^3 patches, VOI and candidate thresholds 0.3 because a
+#: briefly trained network's probabilities stay below the paper's 0.5).
 CONFIGS: Dict[str, AxillaryConfig] = {
     "paper": AxillaryConfig(),
     "cpu_small": AxillaryConfig(
@@ -135,7 +135,7 @@ CONFIGS: Dict[str, AxillaryConfig] = {
     "phantom_demo": AxillaryConfig(
         name="phantom_demo", title="Phantom demo (CPU, 4 mm phantoms)", stage1_spacing=8.0, stage2_spacing=4.0,
         input_size=52, inference_size=84, model_overrides={"widths": (4, 8, 16)}, voi_opening_size=3, shell_size=3,
-        voi_min_voxels=1, voi_threshold=0.3,
+        voi_min_voxels=1, voi_threshold=0.3, ln_threshold=0.3,
         training={"iterations": 300, "batch_size": 4, "foreground_fraction": 0.5,
                   "optimizer": {"name": "adam", "lr": 1e-3},
                   "schedule": {"name": "plateau", "factor": 0.5, "patience": 10},

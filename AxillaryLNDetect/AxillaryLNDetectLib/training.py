@@ -245,7 +245,7 @@ def train_stage(stage: str, train_items: Sequence[AnnotatedCT], validation_items
     hook = AxillaryAugment.from_config(recipe.get("augmentation", {})) if augment else None
     sampler = PatchSampler(train_cases, (config.input_size,) * 3, foreground_fraction=recipe["foreground_fraction"],
                            seed=seed, augment=hook, image_pad_value=float(normalise_hu(np.float32(-1000.0))),
-                           background="negative", output_crop=20)
+                           background="random", output_crop=20)
     engine_config = TrainingConfig(
         iterations=int(iterations or recipe["iterations"]), batch_size=int(recipe["batch_size"]),
         patch_size=(config.input_size,) * 3, foreground_fraction=recipe["foreground_fraction"],

@@ -55,4 +55,8 @@ def test_two_stage_detection_learns_on_phantoms(tmp_path):
     print(f"learning test: trained in {trained:.0f} s, total {time.monotonic() - started:.0f} s; "
           f"{overall['detected']}/{overall['targets']} nodes detected, {overall['false_positives']} FPs in "
           f"{len(test_items)} volumes, sensitivity at <= 2 FP/volume {overall['sensitivity_at'][2.0]:.3f}")
+    largest_node_mm3 = max(4.0 / 3.0 * 3.14159 * (max(item.diameters_mm) / 2) ** 3 * 1.6 for item in test_items)
+    largest_candidate = max((c.volume_mm3 for r in results for c in r.candidates), default=0.0)
+    print(f"largest candidate {largest_candidate:.0f} mm^3 (largest node about {largest_node_mm3:.0f} mm^3)")
+    assert largest_candidate < 10 * largest_node_mm3  # no degenerate giant blob "hitting" every node
     assert overall["sensitivity_at"][2.0] >= 0.8
