@@ -108,11 +108,14 @@ def main(argv=None) -> int:
     tiles_per_s = tiles / seconds
     print(f"pipeline: {tiles} tiles of 512x512 in {seconds:.1f} s -> {tiles_per_s:.2f} tiles/s, {len(found)} nuclei")
 
+    from NucleiMaskyloLib.stain import StainNormalizer
+
+    normalizer = StainNormalizer("macenko")  # as the pipeline does (the network was trained on normalised tiles)
     references, detections = [], []
     for seed in range(args.eval_tiles):
         case = he_nuclei_phantom(3000 + seed, shape=(512, 512))
         references.append(case.labels)
-        detections.append(predict_tile(model, case.image, score_threshold=0.05))
+        detections.append(predict_tile(model, normalizer.transform(case.image), score_threshold=0.05))
     ours_times, theirs_times = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
