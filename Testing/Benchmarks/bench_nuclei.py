@@ -8,7 +8,8 @@ evaluation time of mednets.metrics.coco_instances against pycocotools on the sam
    present, else a seeded untrained mask_rcnn_small (its speed is the same; ``--paper`` uses the ResNet-50 FPN
    configuration, untrained). Reported: tiles per second (tiles / wall time of the whole pipeline).
 2. Evaluation: the nuclei found in ``--eval-tiles`` 512 x 512 phantom tiles (as COCO images) against their reference
-   instances: mask mAP@[.5:.95] and mAP@50 with maxDets 100. Ours: label maps / masks -> coco_average_precision.
+   instances: mask mAP@[.5:.95] and mAP@50 with maxDets 100 (COCO's default: it caps recall on tiles with ~290
+   nuclei, so these mAPs are not quality figures; see the module README for those). Ours: label maps / masks -> coco_average_precision.
    pycocotools: RLE-encode the masks (needed to use it at all), build the COCO objects, evaluate, accumulate. Both
    must agree to 1e-6. Reported: pycocotools time / our time.
 
