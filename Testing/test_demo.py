@@ -60,3 +60,20 @@ def test_demo_runner_core_pipeline(tmp_path, slicer_runtime):
     assert (tmp_path / "summary.png").is_file()
     with pytest.raises(SystemExit):
         runner.discover(["NoSuchModule"])
+
+
+def test_a_module_whose_demo_is_unavailable_is_reported_as_skipped_not_failed(tmp_path, slicer_runtime, monkeypatch,
+                                                                              capsys):
+    """A module whose demo weights are not built yet says so; the demo still succeeds (exit 0) and lists it."""
+    from mednets.demo import DemoUnavailable
+
+    runner = load_runner()
+
+    def unavailable(folder, progress=None):
+        raise DemoUnavailable("demo weights not built yet")
+
+    monkeypatch.setattr(runner, "core_pipeline_check", unavailable)
+    assert runner.main(["--output", str(tmp_path), "--core-only"]) == 0
+    assert "skipped: demo weights not built yet" in capsys.readouterr().out
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert data["skipped"] == {"MedNetsCore": "demo weights not built yet"} and data["modules"] == []

@@ -136,8 +136,10 @@ def _write_card(output: Path, digest: str, iterations: int, minutes: float, scor
 def run_demo(output_dir: Path, progress=None):
     """Re-contour a held-out phantom pair through the module Logic, evaluate it; returns a DemoResult."""
     if not (CATALOGUE.is_file() and WEIGHTS_FILE.is_file()):
-        raise RuntimeError("the AdaptiveRecontour demo weights are not built yet: run "
-                           "'python -m AdaptiveRecontourLib.demo --train-weights' in the AdaptiveRecontour folder")
+        from mednets.demo import DemoUnavailable
+
+        raise DemoUnavailable("the AdaptiveRecontour demo weights are not built yet: run "
+                              "'python -m AdaptiveRecontourLib.demo --train-weights' in the AdaptiveRecontour folder")
     import slicer
 
     from mednets import mrml

@@ -20,7 +20,7 @@ import numpy as np
 from mednets.fileio import PathLike, atomic_output_path, atomic_write
 from mednets.metrics.surface import surface_voxels
 
-__all__ = ["DemoPanel", "DemoResult", "overlay_labels", "write_summary"]
+__all__ = ["DemoPanel", "DemoResult", "DemoUnavailable", "overlay_labels", "write_summary"]
 
 RGB = Tuple[float, float, float]
 
@@ -110,10 +110,18 @@ def overlay_labels(image: np.ndarray, labels: Optional[np.ndarray] = None,
     return np.round(rgb * 255).astype(np.uint8)
 
 
-def write_summary(results: Sequence[DemoResult], output_dir: PathLike, title: str = "SlicerMedNets demo"
-                  ) -> Tuple[Path, Path]:
-    """Write ``summary.json`` (all results) and ``summary.png`` (one row of panels per module, metrics in the
-    row title) into ``output_dir``, atomically. Returns both paths."""
+class DemoUnavailable(RuntimeError):
+    """A module's demo cannot run in this checkout for a known reason (e.g. its demo weights are not built yet).
+
+    The batch demo reports it as skipped, with the reason, instead of failing; any other exception is a failure.
+    """
+
+
+def write_summary(results: Sequence[DemoResult], output_dir: PathLike, title: str = "SlicerMedNets demo",
+                  skipped: Optional[Mapping[str, str]] = None) -> Tuple[Path, Path]:
+    """Write ``summary.json`` (all results, and ``skipped``: module -> reason) and ``summary.png`` (one row of panels
+    per module, metrics in the row title; skipped modules named at the bottom) into ``output_dir``, atomically.
+    Returns both paths."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -123,7 +131,8 @@ def write_summary(results: Sequence[DemoResult], output_dir: PathLike, title: st
     output.mkdir(parents=True, exist_ok=True)
     json_path = output / "summary.json"
     with atomic_write(json_path, "w") as handle:
-        json.dump({"title": title, "modules": [result.to_dict() for result in results]}, handle, indent=2)
+        json.dump({"title": title, "modules": [result.to_dict() for result in results],
+                   "skipped": dict(skipped or {})}, handle, indent=2)
 
     columns = max([len(result.panels) for result in results] + [1])
     rows = max(len(results), 1)
@@ -143,6 +152,9 @@ def write_summary(results: Sequence[DemoResult], output_dir: PathLike, title: st
                 axis.set_title(panel.title, fontsize=8)
     if not results:
         row_figures[0].text(0.5, 0.5, "no module demo ran", ha="center", va="center")
+    if skipped:
+        figure.text(0.01, 0.001, "not run: " + "; ".join(f"{name} ({reason})" for name, reason in skipped.items()),
+                    fontsize=7, ha="left", va="bottom", wrap=True)
     png_path = output / "summary.png"
     with atomic_output_path(png_path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
