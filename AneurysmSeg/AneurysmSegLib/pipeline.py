@@ -137,8 +137,9 @@ class GLIAWindowPredictor(torch.nn.Module):
 def predict_probabilities(network: torch.nn.Module, hu: np.ndarray, config: AneurysmSegConfig = PAPER,
                           device: Union[str, torch.device, None] = None, batch_size: int = 1,
                           progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCallback] = None,
-                          report_fallback=None) -> Tuple[np.ndarray, np.ndarray]:
-    """Aneurysm probability and global risk maps (K, J, I) float32 of an HU volume."""
+                          report_fallback=None, channels_last: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Aneurysm probability and global risk maps (K, J, I) float32 of an HU volume (``channels_last``: see
+    :func:`mednets.inference.sliding_window`)."""
     network = network.eval()
     device = torch.device(device) if device is not None else next(network.parameters()).device
     with torch.inference_mode():
@@ -152,7 +153,7 @@ def predict_probabilities(network: torch.nn.Module, hu: np.ndarray, config: Aneu
         result = sliding_window(positioned_image(hu), predictor, tuple(config.patch_size),
                                 overlap=config.overlap_fraction, blend="constant", batch_size=batch_size,
                                 device=device, progress=progress, cancel=cancel, padding_mode="constant",
-                                padding_value=0.0, report=report_fallback)
+                                padding_value=0.0, report=report_fallback, channels_last=channels_last)
     probability = result["probability"][0, 0].float().cpu().numpy()
     risk = result["global"][0, 0].float().cpu().numpy()
     return probability.astype(np.float32), risk.astype(np.float32)
