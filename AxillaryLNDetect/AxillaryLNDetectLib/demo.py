@@ -246,6 +246,11 @@ def run_demo(output_dir: Path, progress=None):
 
     import AxillaryLNDetect  # the scripted module file (its folder is on sys.path when loaded)
 
+    if not any(WEIGHTS_DIR.glob("axillary-demo-*.safetensors")):
+        from mednets.demo import DemoUnavailable
+
+        raise DemoUnavailable("the AxillaryLNDetect demo weights are not built yet (no trained pair detects the nodes "
+                              "of the phantoms so far; see AxillaryLNDetect/README.md)")
     started = time.monotonic()
     output_dir = Path(output_dir)
     case = axilla_ct_phantom(seed=DEMO_SEED, **PHANTOM_GRID)

