@@ -30,6 +30,7 @@ def phantom_case(seed: int) -> Case:
     return Case.from_volume(f"phantom{seed}", case.image, (case.labels == 1).astype(np.uint8), spacing=case.spacing)
 
 
+@pytest.mark.timeout(2400)  # a hang guard for slow shared CI machines, not a timing target
 def test_glia_net_learns_to_detect_phantom_aneurysms(tmp_path):
     torch.set_num_threads(2)
     start = time.perf_counter()

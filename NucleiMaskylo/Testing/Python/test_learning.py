@@ -33,6 +33,7 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.mark.timeout(2400)  # a hang guard for slow shared CI machines, not a timing target
 def test_small_mask_rcnn_learns_phantom_nuclei(one_thread):
     start = time.perf_counter()
     train = phantom_cases(range(100, 124))
