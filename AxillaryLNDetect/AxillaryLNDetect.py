@@ -30,6 +30,7 @@ from slicer.util import VTKObservationMixin
 from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
+from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, show_error
 
 # torch-free imports only (the module loads before PyTorch is installed)
 from AxillaryLNDetectLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_LN, SEGMENT_VOI
@@ -124,12 +125,8 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic: Optional[AxillaryLNDetectLogic] = None
         self._parameterNode: Optional[AxillaryLNDetectParameterNode] = None
         self._parameterNodeGuiTag = None
-        self._detectors: List[Any] = []
-        self._job: Optional[BackgroundJob] = None
         self._jobInput = None
-        self._evaluationJob: Optional[BackgroundJob] = None
         self._evaluationName = ""
-        self._trainingJob: Optional[BackgroundJob] = None
         self._trainingOutput: Optional[Path] = None
         self._trainingLog: List[str] = []
         self.trainingOptions: Dict[str, Any] = {}
@@ -146,9 +143,12 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.metricsTableView,
                        self.ui.frocPlotLabel, self.ui.trainingCurveLabel):
             widget.hide()
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._pollTimer.timeout.connect(self._onPoll)
+        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # detection, evaluation and training run in the background
+        self.models = ModelSelector(self.ui.modelComboBox, lambda: self.logic.availableModels(), DEFAULT_MODEL,
+                                    self._showModelListError)
+        # the two stages train one after the other, each writing its own history.png (voi/, then ln/)
+        self.curves = [TrainingCurve(self.ui.trainingCurveLabel, lambda: self.ui.trainCollapsibleButton.width)
+                       for _stage in ("voi", "ln")]
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
@@ -161,12 +161,7 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        for job in (self._job, self._evaluationJob, self._trainingJob):
-            if job is not None:
-                job.cancel()
-                job.wait(10.0)
-        self._job = self._evaluationJob = self._trainingJob = None
-        self._pollTimer.stop()
+        self.jobs.stop_all(10.0)
         self.removeObservers()
 
     def enter(self) -> None:
@@ -176,10 +171,7 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(10.0)
-            self._finishJob()
+        self.jobs.stop("detection", 10.0)  # its result would go into the closing scene
         self.lastTableNode = self.lastPlotChartNode = None
         self.ui.metricsTableView.setMRMLTableNode(None)
         self.ui.metricsTableView.hide()
@@ -221,7 +213,7 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         parameters = self._parameterNode
         if parameters is None:
             return
-        if self._job is None:
+        if not self.isRunning():  # while a job runs, Apply is the Cancel button
             detector = self._selectedModel()
             canApply = bool(parameters.inputVolume and detector is not None)
             self.ui.applyButton.setEnabled(canApply)
@@ -235,65 +227,48 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.setToolTip(tip)
         canEvaluate = bool(parameters.inputVolume and parameters.resultPoints
                            and (parameters.referencePoints or parameters.referenceSegmentation))
-        self.ui.evaluateButton.setEnabled(canEvaluate or self._evaluationJob is not None)
+        self.ui.evaluateButton.setEnabled(canEvaluate or self.isEvaluating())
         self.ui.addCaseButton.setEnabled(bool(parameters.inputVolume and parameters.referencePoints
                                               and self._folder(parameters.trainingFolder)))
-        if self._trainingJob is None:
+        if not self.isTraining():
             self.ui.trainButton.setEnabled(bool(self._folder(parameters.trainingFolder)
                                                 and self._folder(parameters.trainingOutputFolder)))
 
     # ------------------------------------------------------------------------------------------------ models
     def refreshModels(self, selectPath: Optional[Union[str, Path]] = None) -> None:
+        """Fill the model selector from ``logic.availableModels()``; keep the selection (or select the detector of
+        ``selectPath``: a training folder or one of its stage files)."""
+        current = self.models.selected()
+        name = current.name if current is not None else (self._parameterNode.model if self._parameterNode else "")
+        if not self.models.refresh(self._detectorPath(selectPath), name):
+            self.onModelSelected()
+
+    @staticmethod
+    def _detectorPath(path: Optional[Union[str, Path]]) -> Optional[Union[str, Path]]:
+        """The path the model selector knows a detector by (its lymph-node stage file) for a training folder or a
+        ``-voi``/``-ln`` file; ``path`` itself when it is neither."""
+        if path is None:
+            return None
+        from AxillaryLNDetectLib.models import detector_from_path
+
         try:
-            detectors = list(self.logic.availableModels())
-        except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
-            logging.exception("AxillaryLNDetect: listing the detectors failed")
-            detectors = []
-            self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(message=error))
-        current = self._selectedModel()
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        self._detectors = detectors
-        for index, detector in enumerate(detectors):
-            combo.addItem(detector.name, detector.name)
-            combo.setItemData(index, f"{detector.name}: {detector.description or _('no description')}",
-                              qt.Qt.ToolTipRole)
-        combo.blockSignals(wasBlocked)
-        if selectPath is not None:
-            self._selectModel(path=selectPath)
-        else:
-            self._selectModel(name=current.name if current is not None else
-                              (self._parameterNode.model if self._parameterNode else ""))
+            return detector_from_path(path).ln.path
+        except (ValueError, OSError):
+            return path
+
+    def _showModelListError(self, message: str) -> None:
+        self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(message=message))
 
     def _selectModel(self, name: str = "", path: Optional[Union[str, Path]] = None) -> None:
-        index = -1
-        if path is not None:
-            wanted = Path(path).resolve()
-            index = next((i for i, d in enumerate(self._detectors)
-                          if wanted in (Path(d.voi.path).resolve(), Path(d.ln.path).resolve())
-                          or wanted in (Path(d.voi.path).resolve().parents[0], Path(d.ln.path).resolve().parents[1])),
-                         -1)
-        for candidate in (name, DEFAULT_MODEL):
-            if index < 0 and candidate:
-                index = next((i for i, d in enumerate(self._detectors) if d.name == candidate), -1)
-        if index < 0 and self._detectors:
-            index = 0
-        combo = self.ui.modelComboBox
-        if combo.currentIndex != index:
-            combo.setCurrentIndex(index)
-        else:
-            self.onModelSelected(index)
+        if not self.models.select(name, self._detectorPath(path)):
+            self.onModelSelected()
 
     def _selectedModel(self) -> Optional[Any]:
-        index = self.ui.modelComboBox.currentIndex
-        return self._detectors[index] if 0 <= index < len(self._detectors) else None
+        return self.models.selected()
 
     def onModelSelected(self, index: int = -1) -> None:
         detector = self._selectedModel()
-        self.ui.modelComboBox.setToolTip(
-            f"{detector.name}: {detector.description}" if detector is not None
-            else _("No detector available: load weights or train one."))
+        self.ui.modelComboBox.setToolTip(self.models.tooltip(_("No detector available: load weights or train one.")))
         if detector is not None and self._parameterNode is not None and self._parameterNode.model != detector.name:
             self._parameterNode.model = detector.name
         else:
@@ -319,11 +294,11 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------------------------------------ detection
     def isRunning(self) -> bool:
-        return self._job is not None
+        return self.jobs.running("detection")
 
     def onApplyButton(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self.isRunning():
+            self.jobs.cancel("detection")
             self.ui.statusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
@@ -340,31 +315,25 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showError(str(error))
             return
         self._jobInput = parameters.inputVolume
-        self._job = BackgroundJob(self.logic.computeDetection, volume, detector, parameters.device.value,
-                                  parameters.voiThreshold, parameters.lnThreshold, parameters.batchSize).start()
+        self.jobs.start("detection", BackgroundJob(self.logic.computeDetection, volume, detector,
+                                                   parameters.device.value, parameters.voiThreshold,
+                                                   parameters.lnThreshold, parameters.batchSize),
+                        self._onDetectionProgress, self._finishJob)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.applyButton.setToolTip(_("Stop the detection; nothing is added to the scene."))
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.show()
         self.ui.statusLabel.setText(_("Detecting lymph nodes in '{volume}'...").format(
             volume=parameters.inputVolume.GetName()))
-        self._pollTimer.start()
 
-    def _pollDetection(self) -> None:
-        finished = self._job.done
-        for event in self._job.poll():
-            if event.kind == "progress" and not self._job.cancel_requested:
-                self.ui.progressBar.setValue(int(round(100 * event.fraction)))
-                self.ui.statusLabel.setText(event.message)
-        if finished:
-            self._finishJob()
+    def _onDetectionProgress(self, event) -> None:
+        self.ui.progressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.statusLabel.setText(event.message)
 
-    def _finishJob(self) -> None:
-        job, inputVolume = self._job, self._jobInput
-        self._job, self._jobInput = None, None
+    def _finishJob(self, job: BackgroundJob) -> None:
+        inputVolume, self._jobInput = self._jobInput, None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
-        self._stopPollingIfIdle()
         try:
             result = job.result(timeout=0)
             pointsNode, segmentationNode = self.logic.createOutputNodes(inputVolume, result)
@@ -387,11 +356,11 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def isEvaluating(self) -> bool:
-        return self._evaluationJob is not None
+        return self.jobs.running("evaluation")
 
     def onEvaluateButton(self) -> None:
-        if self._evaluationJob is not None:
-            self._evaluationJob.cancel()
+        if self.isEvaluating():
+            self.jobs.cancel("evaluation")
             return
         parameters = self._parameterNode
         try:
@@ -403,20 +372,13 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         self._evaluationName = f"{parameters.resultPoints.GetName()} FROC"
-        self._evaluationJob = BackgroundJob(self.logic.computeEvaluation, inputs,
-                                            parameters.criterion.value).start()
+        self.jobs.start("evaluation", BackgroundJob(self.logic.computeEvaluation, inputs, parameters.criterion.value),
+                        None, self._finishEvaluation)
         self.ui.evaluateButton.setText(_("Cancel"))
         self.ui.evaluateStatusLabel.setText(_("Computing the FROC..."))
-        self._pollTimer.start()
 
-    def _pollEvaluation(self) -> None:
-        if self._evaluationJob.done:
-            self._finishEvaluation()
-
-    def _finishEvaluation(self) -> None:
-        job, self._evaluationJob = self._evaluationJob, None
+    def _finishEvaluation(self, job: BackgroundJob) -> None:
         self.ui.evaluateButton.setText(_("Evaluate"))
-        self._stopPollingIfIdle()
         try:
             metrics = job.result(timeout=0)
             table, chart, png = self.logic.createEvaluationNodes(metrics, self._evaluationName)
@@ -446,7 +408,7 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------------------------------------------ training
     def isTraining(self) -> bool:
-        return self._trainingJob is not None
+        return self.jobs.running("training")
 
     def onAddCaseButton(self) -> None:
         parameters = self._parameterNode
@@ -463,8 +425,8 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             name=Path(written[0]).name, count=count))
 
     def onTrainButton(self) -> None:
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
+        if self.isTraining():
+            self.jobs.cancel("training")
             self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
             return
         parameters = self._parameterNode
@@ -476,42 +438,32 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                               "to training set')."), _("Training failed"), self.ui.trainingStatusLabel)
             return
         self._trainingOutput = output
+        for stage, curve in zip(("voi", "ln"), self.curves):
+            curve.watch(output / stage)  # a previous run's plots are not shown
         self._trainingLog = []
-        self._trainingJob = BackgroundJob(self.logic.train, str(folder), str(output), iterations=parameters.iterations,
-                                          device=parameters.device.value, log=self._trainingLog.append,
-                                          **self.trainingOptions).start()
+        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
+                                                  iterations=parameters.iterations, device=parameters.device.value,
+                                                  log=self._trainingLog.append, **self.trainingOptions),
+                        self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
         self.ui.trainingStatusLabel.setText(_("Training on '{folder}'...").format(folder=folder))
-        self._pollTimer.start()
 
-    def _pollTraining(self) -> None:
-        finished = self._trainingJob.done
-        for event in self._trainingJob.poll():
-            if event.kind == "progress" and not self._trainingJob.cancel_requested:
-                self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
-                self.ui.trainingStatusLabel.setText("\n".join([event.message] + self._trainingLog[-1:]))
+    def _onTrainingProgress(self, event) -> None:
+        self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.trainingStatusLabel.setText("\n".join([event.message] + self._trainingLog[-1:]))
         self._refreshTrainingCurve()
-        if finished:
-            self._finishTraining()
 
     def _refreshTrainingCurve(self) -> None:
-        if self._trainingOutput is None:
-            return
-        curves = sorted(self._trainingOutput.glob("*/history.png"), key=lambda p: p.stat().st_mtime)
-        if curves:
-            pixmap = qt.QPixmap(str(curves[-1]))
-            if not pixmap.isNull():
-                self.ui.trainingCurveLabel.setPixmap(pixmap.scaledToWidth(360, qt.Qt.SmoothTransformation))
-                self.ui.trainingCurveLabel.show()
+        """Show the newest plot: the VOI stage's, then the lymph-node stage's once it trains."""
+        for curve in self.curves:
+            curve.refresh()
 
-    def _finishTraining(self) -> None:
-        job, output = self._trainingJob, self._trainingOutput
-        self._trainingJob = None
+    def _finishTraining(self, job: BackgroundJob) -> None:
+        output = self._trainingOutput
         self.ui.trainButton.setText(_("Start training"))
         self.ui.trainingProgressBar.hide()
-        self._stopPollingIfIdle()
         try:
             results = job.result(timeout=0)
         except OperationCancelled:
@@ -531,19 +483,6 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._checkCanApply()
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _onPoll(self) -> None:
-        if self._job is not None:
-            self._pollDetection()
-        if self._evaluationJob is not None:
-            self._pollEvaluation()
-        if self._trainingJob is not None:
-            self._pollTraining()
-        self._stopPollingIfIdle()
-
-    def _stopPollingIfIdle(self) -> None:
-        if self._job is None and self._trainingJob is None and self._evaluationJob is None:
-            self._pollTimer.stop()
-
     def _ensureTorch(self, label=None) -> bool:
         from mednets.dependencies import MissingDependencyError, ensure_torch
 
@@ -555,10 +494,7 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return True
 
     def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
-        message = (message[:1].upper() + message[1:]) if message else _("Unknown error.")
-        (label or self.ui.statusLabel).setText(_("Error: {message}").format(message=message))
-        slicer.util.errorDisplay(_("{title}: {message}").format(title=title or _("Detection failed"),
-                                                                message=message))
+        show_error(label or self.ui.statusLabel, message, title or _("Detection failed"))
 
 
 # ---------------------------------------------------------------------------------------------------------- logic
