@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
-import qt
 import vtk
 
 import slicer
@@ -30,6 +29,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
+from mednets.widgets import JobPoller, ModelSelector, show_error
 
 # torch-free imports only: the module loads in a Slicer without PyTorch
 from AdaptiveRecontourLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_NAMES, segment_classes
@@ -104,12 +104,8 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic: Optional[AdaptiveRecontourLogic] = None
         self._parameterNode: Optional[AdaptiveRecontourParameterNode] = None
         self._parameterNodeGuiTag = None
-        self._modelSources: List[Any] = []
-        self._job: Optional[BackgroundJob] = None
         self._jobTarget = None
-        self._evaluationJob: Optional[BackgroundJob] = None
         self._evaluationName = ""
-        self._trainingJob: Optional[BackgroundJob] = None
         self.trainingOptions: Dict[str, Any] = {}
         self.lastTableNode = None
 
@@ -122,9 +118,8 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = AdaptiveRecontourLogic()
         for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.metricsTableView):
             widget.hide()
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._pollTimer.timeout.connect(self._onPoll)
+        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # re-contouring, evaluation and training run in the background
+        self.models = ModelSelector(self.ui.modelComboBox, lambda: self.logic.availableModels(), DEFAULT_MODEL)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
@@ -136,10 +131,7 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        for job in (self._job, self._evaluationJob, self._trainingJob):
-            if job is not None:
-                job.cancel()
-                job.wait(10.0)
+        self.jobs.stop_all(10.0)
         self.removeObservers()
 
     def enter(self) -> None:
@@ -149,10 +141,7 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(10.0)
-            self._finishJob()
+        self.jobs.stop("recontouring", 10.0)  # its result would go into the closing scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -187,61 +176,55 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         p = self._parameterNode
         if p is None:
             return
-        if self._job is None:
+        if not self.isRunning():
             ready = bool(p.planningVolume and p.planningSegmentation and p.dailyVolume and self._selectedModel())
             self.ui.applyButton.setEnabled(ready)
             self.ui.applyButton.setToolTip(
                 _("Re-contour the daily CT.") if ready else
                 _("Select the planning CT, its segmentation, the daily CT and a model."))
-        if self._evaluationJob is None:
+        if not self.isEvaluating():
             self.ui.evaluateButton.setEnabled(bool(p.resultSegmentation and p.referenceSegmentation
                                                    and p.dailyVolume))
         self.ui.addCaseButton.setEnabled(bool(p.planningVolume and p.planningSegmentation and p.dailyVolume
                                               and (p.referenceSegmentation or p.resultSegmentation)
                                               and self._folder(p.trainingFolder)))
-        if self._trainingJob is None:
+        if not self.isTraining():
             self.ui.trainButton.setEnabled(bool(self._folder(p.trainingFolder) and self._folder(p.trainingOutputFolder)))
 
     # models
     def refreshModels(self, selectPath=None) -> None:
-        try:
-            self._modelSources = self.logic.availableModels()
-        except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
-            logging.warning(f"AdaptiveRecontour: could not list models: {error}")
-            self._modelSources = []
-        wasBlocked = self.ui.modelComboBox.blockSignals(True)
-        self.ui.modelComboBox.clear()
-        for source in self._modelSources:
-            self.ui.modelComboBox.addItem(source.name)
-        self.ui.modelComboBox.blockSignals(wasBlocked)
-        if selectPath is not None:
-            wanted = str(Path(selectPath).resolve())
-            for index, source in enumerate(self._modelSources):
-                if source.path and str(Path(source.path).resolve()) == wanted:
-                    self.ui.modelComboBox.setCurrentIndex(index)
-                    break
-        self.onModelSelected()
+        """Fill the model selector from ``logic.availableModels()``; keep the selection (or select ``selectPath``)."""
+        current = self.models.selected()
+        name = current.name if current is not None else (self._parameterNode.model if self._parameterNode else "")
+        if not self.models.refresh(selectPath, name):
+            self.onModelSelected()
 
     def _selectModel(self, name: str) -> None:
-        for index, source in enumerate(self._modelSources):
-            if source.name == name:
-                self.ui.modelComboBox.setCurrentIndex(index)
-                return
+        if not self.models.select(name):
+            self.onModelSelected()
 
     def _selectedModel(self):
-        index = self.ui.modelComboBox.currentIndex
-        return self._modelSources[index] if 0 <= index < len(self._modelSources) else None
+        return self.models.selected()
 
     def onModelSelected(self, index: int = -1) -> None:
         source = self._selectedModel()
+        self.ui.modelComboBox.setToolTip(self.models.tooltip(_("No model: train one or add weights to the model "
+                                                               "list.")))
         if self._parameterNode is not None and source is not None and self._parameterNode.model != source.name:
             self._parameterNode.model = source.name
         self._checkCanApply()
 
     # apply
+    @property
+    def _job(self) -> Optional[BackgroundJob]:
+        return self.jobs.job("recontouring")
+
+    def isRunning(self) -> bool:
+        return self.jobs.running("recontouring")
+
     def onApplyButton(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self.isRunning():
+            self.jobs.cancel("recontouring")
             self.ui.statusLabel.setText(_("Cancelling..."))
             return
         p = self._parameterNode
@@ -254,26 +237,21 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._showError(str(error))
             return
         self._jobTarget = (p.planningVolume, p.planningSegmentation, p.dailyVolume)
-        self._job = BackgroundJob(self.logic.computeRecontour, *inputs, model=model, device=p.device.value,
-                                  output=p.output.value, batchSize=p.batchSize).start()
+        self.jobs.start("recontouring", BackgroundJob(self.logic.computeRecontour, *inputs, model=model,
+                                                      device=p.device.value, output=p.output.value,
+                                                      batchSize=p.batchSize),
+                        self._onRecontourProgress, self._finishJob)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.show()
         self.ui.statusLabel.setText(_("Re-contouring '{name}'...").format(name=p.dailyVolume.GetName()))
-        self._pollTimer.start()
 
-    def _pollJob(self) -> None:
-        finished = self._job.done
-        for event in self._job.poll():
-            if event.kind == "progress" and not self._job.cancel_requested:
-                self.ui.progressBar.setValue(int(round(100 * event.fraction)))
-                self.ui.statusLabel.setText(event.message)
-        if finished:
-            self._finishJob()
+    def _onRecontourProgress(self, event) -> None:
+        self.ui.progressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.statusLabel.setText(event.message)
 
-    def _finishJob(self) -> None:
-        job, target = self._job, self._jobTarget
-        self._job, self._jobTarget = None, None
+    def _finishJob(self, job: BackgroundJob) -> None:
+        target, self._jobTarget = self._jobTarget, None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
         try:
@@ -298,9 +276,16 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._checkCanApply()
 
     # evaluate
+    @property
+    def _evaluationJob(self) -> Optional[BackgroundJob]:
+        return self.jobs.job("evaluation")
+
+    def isEvaluating(self) -> bool:
+        return self.jobs.running("evaluation")
+
     def onEvaluateButton(self) -> None:
-        if self._evaluationJob is not None:
-            self._evaluationJob.cancel()
+        if self.isEvaluating():
+            self.jobs.cancel("evaluation")
             return
         p = self._parameterNode
         try:
@@ -310,13 +295,12 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         self._evaluationName = f"{p.resultSegmentation.GetName()} metrics"
-        self._evaluationJob = BackgroundJob(self.logic.computeEvaluation, *inputs).start()
+        self.jobs.start("evaluation", BackgroundJob(self.logic.computeEvaluation, *inputs), None,
+                        self._finishEvaluation)
         self.ui.evaluateButton.setText(_("Cancel"))
         self.ui.evaluateStatusLabel.setText(_("Computing DSC, MSD, HD and the Jacobian..."))
-        self._pollTimer.start()
 
-    def _finishEvaluation(self) -> None:
-        job, self._evaluationJob = self._evaluationJob, None
+    def _finishEvaluation(self, job: BackgroundJob) -> None:
         self.ui.evaluateButton.setText(_("Evaluate"))
         try:
             rows = job.result(timeout=0)
@@ -335,6 +319,13 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._checkCanApply()
 
     # training
+    @property
+    def _trainingJob(self) -> Optional[BackgroundJob]:
+        return self.jobs.job("training")
+
+    def isTraining(self) -> bool:
+        return self.jobs.running("training")
+
     def onAddCaseButton(self) -> None:
         p = self._parameterNode
         try:
@@ -347,8 +338,8 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.trainingStatusLabel.setText(_("Added the pair '{name}' to the training folder.").format(name=name))
 
     def onTrainButton(self) -> None:
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
+        if self.isTraining():
+            self.jobs.cancel("training")
             self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
             return
         p = self._parameterNode
@@ -358,15 +349,18 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                             self.ui.trainingStatusLabel)
             return
         self._trainingOutput = output
-        self._trainingJob = BackgroundJob(self.logic.train, str(folder), str(output), iterations=p.iterations,
-                                          device=p.device.value, **self.trainingOptions).start()
+        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output), iterations=p.iterations,
+                                                  device=p.device.value, **self.trainingOptions),
+                        self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
-        self._pollTimer.start()
 
-    def _finishTraining(self) -> None:
-        job, self._trainingJob = self._trainingJob, None
+    def _onTrainingProgress(self, event) -> None:
+        self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.trainingStatusLabel.setText(event.message)
+
+    def _finishTraining(self, job: BackgroundJob) -> None:
         self.ui.trainButton.setText(_("Start training"))
         self.ui.trainingProgressBar.hide()
         try:
@@ -383,28 +377,8 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 name=Path(checkpoint).stem))
         self._checkCanApply()
 
-    def _onPoll(self) -> None:
-        if self._job is not None:
-            self._pollJob()
-        if self._evaluationJob is not None and self._evaluationJob.done:
-            list(self._evaluationJob.poll())
-            self._finishEvaluation()
-        if self._trainingJob is not None:
-            finished = self._trainingJob.done
-            for event in self._trainingJob.poll():
-                if event.kind == "progress":
-                    self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
-                    self.ui.trainingStatusLabel.setText(event.message)
-            if finished:
-                self._finishTraining()
-        if self._job is None and self._evaluationJob is None and self._trainingJob is None:
-            self._pollTimer.stop()
-
     def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
-        message = (message[:1].upper() + message[1:]) if message else _("Unknown error.")
-        (label or self.ui.statusLabel).setText(_("Error: {message}").format(message=message))
-        slicer.util.errorDisplay(_("{title}: {message}").format(title=title or _("Re-contouring failed"),
-                                                                message=message))
+        show_error(label or self.ui.statusLabel, message, title or _("Re-contouring failed"))
 
 
 # ---------------------------------------------------------------------------------------------------------- logic
