@@ -30,6 +30,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
+from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, show_error
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch; the network code is imported by the
 # Logic methods that need it.
@@ -132,15 +133,10 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         self._parameterNode: Optional[AneurysmSegParameterNode] = None
         self._parameterNodeGuiTag = None
         self._lastTrainingConfig: Optional[AneurysmSegTrainingConfig] = None
-        self._modelSources: List[Any] = []
-        self._job: Optional[BackgroundJob] = None
         self._jobTarget = None
-        self._evaluationJob: Optional[BackgroundJob] = None
         self._evaluationName = ""
-        self._trainingJob: Optional[BackgroundJob] = None
         self._trainingOutput: Optional[Path] = None
         self._trainingLog: List[str] = []
-        self._curveStamp: Optional[float] = None
         self.trainingOptions: Dict[str, Any] = {}
         self.lastOutputs: Dict[str, Any] = {}
         self.lastTableNode = None
@@ -156,9 +152,10 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.trainingCurveLabel,
                        self.ui.metricsTableView):
             widget.hide()
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._pollTimer.timeout.connect(self._onPoll)
+        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # segmentation, evaluation and training run in the background
+        self.models = ModelSelector(self.ui.modelComboBox, lambda: self.logic.availableModels(), DEFAULT_MODEL,
+                                    self._showModelListError)
+        self.curve = TrainingCurve(self.ui.trainingCurveLabel, lambda: self.ui.trainCollapsibleButton.width)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
@@ -235,7 +232,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         parameters = self._parameterNode
         if parameters is None:
             return
-        if self._job is None:
+        if not self.isRunning():  # while a job runs, Apply is the Cancel button
             model = self._selectedModel()
             canApply = bool(parameters.inputVolume and model is not None)
             self.ui.applyButton.setEnabled(canApply)
@@ -249,69 +246,36 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             self.ui.applyButton.setToolTip(tip)
         canEvaluate = bool(parameters.inputVolume and parameters.resultSegmentation
                            and parameters.referenceSegmentation)
-        self.ui.evaluateButton.setEnabled(canEvaluate or self._evaluationJob is not None)
+        self.ui.evaluateButton.setEnabled(canEvaluate or self.isEvaluating())
         self.ui.addCaseButton.setEnabled(bool(parameters.inputVolume and self._folder(parameters.trainingFolder)
                                               and (parameters.referenceSegmentation or parameters.resultSegmentation)))
-        if self._trainingJob is None:
+        if not self.isTraining():
             self.ui.trainButton.setEnabled(bool(self._folder(parameters.trainingFolder)
                                                 and self._folder(parameters.trainingOutputFolder)))
 
     # ------------------------------------------------------------------------------------------------ models
     def refreshModels(self, selectPath: Optional[Union[str, Path]] = None) -> None:
-        try:
-            sources = list(self.logic.availableModels())
-        except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
-            logging.exception("AneurysmSeg: listing the models failed")
-            sources = []
-            self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(
-                message=error))
-        current = self._selectedModel()
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        self._modelSources = sources
-        for index, source in enumerate(sources):
-            combo.addItem(source.name, source.name)
-            combo.setItemData(index, self._modelDescription(source), qt.Qt.ToolTipRole)
-        combo.blockSignals(wasBlocked)
-        if selectPath is not None:
-            self._selectModel(path=selectPath)
-        else:
-            self._selectModel(name=current.name if current is not None else
-                              (self._parameterNode.model if self._parameterNode else ""))
+        """Fill the model selector from ``logic.availableModels()``; keep the selection (or select ``selectPath``)."""
+        current = self.models.selected()
+        name = current.name if current is not None else (self._parameterNode.model if self._parameterNode else "")
+        if not self.models.refresh(selectPath, name):
+            self.onModelSelected()
 
-    @staticmethod
-    def _modelDescription(source: Any) -> str:
-        details = [source.description or _("no description")]
-        if source.license:
-            details.append(_("licence: {license}").format(license=source.license))
-        return f"{source.name}: " + "; ".join(details)
+    def _showModelListError(self, message: str) -> None:
+        self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(message=message))
 
     def _selectModel(self, name: str = "", path: Optional[Union[str, Path]] = None) -> None:
-        index = -1
-        if path is not None:
-            wanted = Path(path).resolve()
-            index = next((i for i, s in enumerate(self._modelSources) if s.path and Path(s.path).resolve() == wanted),
-                         -1)
-        for candidate in (name, DEFAULT_MODEL):
-            if index < 0 and candidate:
-                index = next((i for i, s in enumerate(self._modelSources) if s.name == candidate), -1)
-        if index < 0 and self._modelSources:
-            index = 0
-        combo = self.ui.modelComboBox
-        if combo.currentIndex != index:
-            combo.setCurrentIndex(index)
-        else:
-            self.onModelSelected(index)
+        """Select the model called ``name`` (or stored at ``path``); else the bundled default, else the first."""
+        if not self.models.select(name, path):
+            self.onModelSelected()
 
     def _selectedModel(self) -> Optional[Any]:
-        index = self.ui.modelComboBox.currentIndex
-        return self._modelSources[index] if 0 <= index < len(self._modelSources) else None
+        return self.models.selected()
 
     def onModelSelected(self, index: int = -1) -> None:
         source = self._selectedModel()
-        self.ui.modelComboBox.setToolTip(self._modelDescription(source) if source is not None else
-                                         _("No model available: load a weights file or train a model."))
+        self.ui.modelComboBox.setToolTip(self.models.tooltip(
+            _("No model available: load a weights file or train a model.")))
         if source is not None and self._parameterNode is not None and self._parameterNode.model != source.name:
             self._parameterNode.model = source.name
         else:
@@ -342,11 +306,11 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
 
     # ------------------------------------------------------------------------------------------------ segmentation
     def isRunning(self) -> bool:
-        return self._job is not None
+        return self.jobs.running("segmentation")
 
     def onApplyButton(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self.isRunning():
+            self.jobs.cancel("segmentation")
             self.ui.statusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
@@ -361,36 +325,31 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             self._showError(str(error))
             return
         self._jobTarget = (parameters.inputVolume, parameters.outputSegmentation, len(self.logic.deviceMessages))
-        self._job = BackgroundJob(self.logic.computeSegmentation, volume, model, parameters.device.value,
-                                  parameters.threshold, parameters.batchSize, parameters.overlap).start()
+        self.jobs.start("segmentation", BackgroundJob(self.logic.computeSegmentation, volume, model,
+                                                      parameters.device.value, parameters.threshold,
+                                                      parameters.batchSize, parameters.overlap),
+                        self._onSegmentationProgress, self._finishJob)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.applyButton.setToolTip(_("Stop the segmentation; nothing is added to the scene."))
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.show()
         self.ui.statusLabel.setText(_("Segmenting '{volume}' with '{model}'...").format(
             volume=parameters.inputVolume.GetName(), model=model.name))
-        self._pollTimer.start()
 
-    def _pollSegmentation(self) -> None:
-        finished = self._job.done
-        for event in self._job.poll():
-            if event.kind == "progress" and not self._job.cancel_requested:
-                self.ui.progressBar.setValue(int(round(100 * event.fraction)))
-                self.ui.statusLabel.setText("\n".join([event.message] + self._newDeviceMessages()))
-        if finished:
-            self._finishJob()
+    def _onSegmentationProgress(self, event) -> None:
+        self.ui.progressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.statusLabel.setText("\n".join([event.message] + self._newDeviceMessages()))
 
     def _newDeviceMessages(self) -> List[str]:
         first = self._jobTarget[2] if self._jobTarget else len(self.logic.deviceMessages)
         return list(self.logic.deviceMessages[first:])
 
-    def _finishJob(self) -> None:
-        job, (inputVolume, outputSegmentation) = self._job, self._jobTarget[:2]
+    def _finishJob(self, job: BackgroundJob) -> None:
+        inputVolume, outputSegmentation = self._jobTarget[:2]
         deviceMessages = self._newDeviceMessages()
-        self._job, self._jobTarget = None, None
+        self._jobTarget = None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
-        self._stopPollingIfIdle()
         try:
             result, config = job.result(timeout=0)
             outputs = self.logic.createOutputNodes(inputVolume, result, outputSegmentation)
@@ -421,18 +380,16 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         self._checkCanApply()
 
     def _cancelJob(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(10.0)
-            self._finishJob()
+        """Stop a running segmentation for good (scene closing, module unloading); its result is dropped."""
+        self.jobs.stop("segmentation", 10.0)  # a job that did not stop in time is reported as an error
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def isEvaluating(self) -> bool:
-        return self._evaluationJob is not None
+        return self.jobs.running("evaluation")
 
     def onEvaluateButton(self) -> None:
-        if self._evaluationJob is not None:
-            self._evaluationJob.cancel()
+        if self.isEvaluating():
+            self.jobs.cancel("evaluation")
             self.ui.evaluateStatusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
@@ -445,22 +402,13 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         self._evaluationName = f"{parameters.resultSegmentation.GetName()} metrics"
-        self._evaluationJob = BackgroundJob(self.logic.computeEvaluation, *inputs).start()
+        self.jobs.start("evaluation", BackgroundJob(self.logic.computeEvaluation, *inputs), None,
+                        self._finishEvaluation)
         self.ui.evaluateButton.setText(_("Cancel"))
         self.ui.evaluateStatusLabel.setText(_("Computing the metrics..."))
-        self._pollTimer.start()
 
-    def _pollEvaluation(self) -> None:
-        finished = self._evaluationJob.done
-        for event in self._evaluationJob.poll():
-            pass
-        if finished:
-            self._finishEvaluation()
-
-    def _finishEvaluation(self) -> None:
-        job, self._evaluationJob = self._evaluationJob, None
+    def _finishEvaluation(self, job: BackgroundJob) -> None:
         self.ui.evaluateButton.setText(_("Evaluate"))
-        self._stopPollingIfIdle()
         try:
             metrics = job.result(timeout=0)
             table = self.logic.createMetricsTable(metrics, self._evaluationName)
@@ -484,14 +432,11 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
                                  fp=target["fp"], table=table.GetName()))
 
     def _cancelEvaluation(self) -> None:
-        if self._evaluationJob is not None:
-            self._evaluationJob.cancel()
-            self._evaluationJob.wait(10.0)
-            self._finishEvaluation()
+        self.jobs.stop("evaluation", 10.0)
 
     # ------------------------------------------------------------------------------------------------ training
     def isTraining(self) -> bool:
-        return self._trainingJob is not None
+        return self.jobs.running("training")
 
     def onAddCaseButton(self) -> None:
         parameters = self._parameterNode
@@ -511,8 +456,8 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             image=Path(imagePath).name, label=Path(labelPath).name, segmentation=segmentation.GetName(), count=count))
 
     def onTrainButton(self) -> None:
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
+        if self.isTraining():
+            self.jobs.cancel("training")
             self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
             return
         parameters = self._parameterNode
@@ -528,53 +473,27 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
                             self.ui.trainingStatusLabel)
             return
         self._trainingOutput = output
-        curve = output / "history.png"
-        self._curveStamp = curve.stat().st_mtime if curve.is_file() else None
+        self.curve.watch(output)  # a previous run's plot is not shown
         self._trainingLog = []
         options = {"iterations": parameters.iterations, **self.trainingOptions}
-        self._trainingJob = BackgroundJob(self.logic.train, str(folder), str(output),
-                                          parameters.trainingConfig.value, device=parameters.device.value,
-                                          log=self._trainingLog.append, **options).start()
+        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
+                                                  parameters.trainingConfig.value, device=parameters.device.value,
+                                                  log=self._trainingLog.append, **options),
+                        self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
         self.ui.trainingStatusLabel.setText(_("Training on '{folder}'...").format(folder=folder))
-        self._pollTimer.start()
 
-    def _pollTraining(self) -> None:
-        finished = self._trainingJob.done
-        for event in self._trainingJob.poll():
-            if event.kind == "progress" and not self._trainingJob.cancel_requested:
-                self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
-                self.ui.trainingStatusLabel.setText("\n".join([event.message] + self._trainingLog[-1:]))
-        self._refreshTrainingCurve()
-        if finished:
-            self._finishTraining()
+    def _onTrainingProgress(self, event) -> None:
+        self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.trainingStatusLabel.setText("\n".join([event.message] + self._trainingLog[-1:]))
+        self.curve.refresh()
 
-    def _refreshTrainingCurve(self) -> None:
-        if self._trainingOutput is None:
-            return
-        curve = self._trainingOutput / "history.png"
-        try:
-            stamp = curve.stat().st_mtime
-        except OSError:
-            return
-        if self._curveStamp is not None and stamp <= self._curveStamp:
-            return
-        pixmap = qt.QPixmap(str(curve))
-        if pixmap.isNull():
-            return
-        self._curveStamp = stamp
-        width = max(200, min(480, self.ui.trainCollapsibleButton.width - 20))
-        self.ui.trainingCurveLabel.setPixmap(pixmap.scaledToWidth(width, qt.Qt.SmoothTransformation))
-        self.ui.trainingCurveLabel.show()
-
-    def _finishTraining(self) -> None:
-        job, output = self._trainingJob, self._trainingOutput
-        self._trainingJob = None
+    def _finishTraining(self, job: BackgroundJob) -> None:
+        output = self._trainingOutput
         self.ui.trainButton.setText(_("Start training"))
         self.ui.trainingProgressBar.hide()
-        self._stopPollingIfIdle()
         try:
             result = job.result(timeout=0)
         except OperationCancelled:
@@ -593,29 +512,13 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             self.ui.trainingStatusLabel.setText(_("Training finished after {iterations} iterations ({metric}); the "
                                                   "model '{model}' is selected.").format(
                 iterations=result.iterations, metric=metric, model=selected.name if selected is not None else "?"))
-        self._refreshTrainingCurve()
+        self.curve.refresh()
         self._checkCanApply()
 
     def _cancelTraining(self) -> None:
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
-            self._trainingJob.wait(30.0)
-            self._finishTraining()
+        self.jobs.stop("training", 30.0)
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _onPoll(self) -> None:
-        if self._job is not None:
-            self._pollSegmentation()
-        if self._trainingJob is not None:
-            self._pollTraining()
-        if self._evaluationJob is not None:
-            self._pollEvaluation()
-        self._stopPollingIfIdle()
-
-    def _stopPollingIfIdle(self) -> None:
-        if self._job is None and self._trainingJob is None and self._evaluationJob is None:
-            self._pollTimer.stop()
-
     def _ensureTorch(self, label=None) -> bool:
         from mednets.dependencies import MissingDependencyError, ensure_torch
 
@@ -627,10 +530,8 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         return True
 
     def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
-        message = (message[:1].upper() + message[1:]) if message else _("Unknown error.")
-        (label or self.ui.statusLabel).setText(_("Error: {message}").format(message=message))
-        slicer.util.errorDisplay(_("{title}: {message}").format(title=title or _("Segmentation failed"),
-                                                                message=message))
+        """Show ``message`` in the panel (``label``, default the status line) and in an error dialog."""
+        show_error(label or self.ui.statusLabel, message, title or _("Segmentation failed"))
 
 
 # ---------------------------------------------------------------------------------------------------------- logic
