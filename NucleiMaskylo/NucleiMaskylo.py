@@ -32,6 +32,7 @@ from slicer.util import VTKObservationMixin
 from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, check_cancel, report
+from mednets.widgets import JobPoller, ModelSelector, show_error
 
 # torch-free imports only (the module loads in a Slicer without PyTorch); network code is imported where needed
 from NucleiMaskyloLib.models import DEFAULT_MODEL, MODULE_NAME
@@ -127,10 +128,7 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.logic: Optional[NucleiMaskyloLogic] = None
         self._parameterNode: Optional[NucleiMaskyloParameterNode] = None
         self._parameterNodeGuiTag = None
-        self._modelSources: List[Any] = []
-        self._job: Optional[BackgroundJob] = None
         self._jobInput = None
-        self._trainingJob: Optional[BackgroundJob] = None
         self.trainingOptions: Dict[str, Any] = {}
         self.lastTableNode = None
         self.lastNucleusTable = None
@@ -144,9 +142,9 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.logic = NucleiMaskyloLogic()
         for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.metricsTableView):
             widget.hide()
-        self._pollTimer = qt.QTimer()
-        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self._pollTimer.timeout.connect(self._onPoll)
+        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # segmentation and training run in the background
+        self.models = ModelSelector(self.ui.modelComboBox, lambda: self.logic.availableModels(), DEFAULT_MODEL,
+                                    self._showModelListError)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.clicked.connect(self.onApplyButton)
@@ -169,10 +167,7 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None:
-            self._job.cancel()
-            self._job.wait(10.0)
-            self._finishJob()
+        self.jobs.stop("segmentation", 10.0)
         self.ui.metricsTableView.setMRMLTableNode(None)
         self.ui.metricsTableView.hide()
         self.setParameterNode(None)
@@ -213,7 +208,7 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         parameters = self._parameterNode
         if parameters is None:
             return
-        if self._job is None:
+        if not self.isRunning():  # while a job runs, Apply is the Cancel button
             model = self._selectedModel()
             canApply = bool(parameters.inputVolume and model is not None)
             self.ui.applyButton.setEnabled(canApply)
@@ -225,52 +220,28 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.ui.evaluateButton.setEnabled(bool(parameters.resultLabelmap and parameters.referenceLabelmap))
         self.ui.addCaseButton.setEnabled(bool(parameters.inputVolume and self._folder(parameters.trainingFolder)
                                               and (parameters.referenceLabelmap or parameters.resultLabelmap)))
-        if self._trainingJob is None:
+        if not self.isTraining():
             self.ui.trainButton.setEnabled(bool(self._folder(parameters.trainingFolder)
                                                 and self._folder(parameters.trainingOutputFolder)))
 
     # ------------------------------------------------------------------------------------------------ models
     def refreshModels(self, selectPath: Optional[Union[str, Path]] = None) -> None:
-        try:
-            sources = list(self.logic.availableModels())
-        except Exception as error:  # noqa: BLE001 - a broken catalogue must not break the panel
-            logging.exception("NucleiMaskylo: listing the models failed")
-            sources = []
-            self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(message=error))
-        current = self._selectedModel()
-        combo = self.ui.modelComboBox
-        wasBlocked = combo.blockSignals(True)
-        combo.clear()
-        self._modelSources = sources
-        for source in sources:
-            combo.addItem(source.name, source.name)
-        combo.blockSignals(wasBlocked)
-        if selectPath is not None:
-            self._selectModel(path=selectPath)
-        else:
-            self._selectModel(name=current.name if current is not None else
-                              (self._parameterNode.model if self._parameterNode else ""))
+        """Fill the model selector from ``logic.availableModels()``; keep the selection (or select ``selectPath``)."""
+        current = self.models.selected()
+        name = current.name if current is not None else (self._parameterNode.model if self._parameterNode else "")
+        if not self.models.refresh(selectPath, name):
+            self.onModelSelected()
+
+    def _showModelListError(self, message: str) -> None:
+        self.ui.statusLabel.setText(_("Error: the model list could not be read: {message}").format(message=message))
 
     def _selectModel(self, name: str = "", path: Optional[Union[str, Path]] = None) -> None:
-        index = -1
-        if path is not None:
-            wanted = Path(path).resolve()
-            index = next((i for i, s in enumerate(self._modelSources) if s.path and Path(s.path).resolve() == wanted),
-                         -1)
-        for candidate in (name, DEFAULT_MODEL):
-            if index < 0 and candidate:
-                index = next((i for i, s in enumerate(self._modelSources) if s.name == candidate), -1)
-        if index < 0 and self._modelSources:
-            index = 0
-        combo = self.ui.modelComboBox
-        if combo.currentIndex != index:
-            combo.setCurrentIndex(index)
-        else:
-            self.onModelSelected(index)
+        """Select the model called ``name`` (or stored at ``path``); else the bundled default, else the first."""
+        if not self.models.select(name, path):
+            self.onModelSelected()
 
     def _selectedModel(self) -> Optional[Any]:
-        index = self.ui.modelComboBox.currentIndex
-        return self._modelSources[index] if 0 <= index < len(self._modelSources) else None
+        return self.models.selected()
 
     def onModelSelected(self, index: int = -1) -> None:
         source = self._selectedModel()
@@ -300,7 +271,7 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
 
     # ------------------------------------------------------------------------------------------------ apply
     def isRunning(self) -> bool:
-        return self._job is not None
+        return self.jobs.running("segmentation")
 
     def _settings(self) -> Dict[str, Any]:
         p = self._parameterNode
@@ -308,8 +279,8 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                     stain_method=p.stainMethod.value, fusion=p.fusion.value, fusion_iou=float(p.fusionIou))
 
     def onApplyButton(self) -> None:
-        if self._job is not None:
-            self._job.cancel()
+        if self.isRunning():
+            self.jobs.cancel("segmentation")
             self.ui.statusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
@@ -323,41 +294,24 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             self._showError(str(error), self.ui.statusLabel)
             return
         self._jobInput = parameters.inputVolume
-        self._job = BackgroundJob(self.logic.computeNuclei, image, model, parameters.device.value,
-                                  yoloModels=yoloModels, **self._settings()).start()
+        self.jobs.start("segmentation", BackgroundJob(self.logic.computeNuclei, image, model, parameters.device.value,
+                                                      yoloModels=yoloModels, **self._settings()),
+                        self._onSegmentationProgress, self._finishJob)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.show()
         self.ui.statusLabel.setText(_("Finding nuclei in '{volume}'...").format(volume=parameters.inputVolume.GetName()))
-        self._pollTimer.start()
 
     @staticmethod
     def _confirmYolo(question: str) -> bool:
         return bool(slicer.util.confirmOkCancelDisplay(question, windowTitle=_("NucleiMaskylo: optional YOLO branch")))
 
-    def _onPoll(self) -> None:
-        if self._job is not None:
-            finished = self._job.done
-            for event in self._job.poll():
-                if event.kind == "progress" and not self._job.cancel_requested:
-                    self.ui.progressBar.setValue(int(round(100 * event.fraction)))
-                    self.ui.statusLabel.setText(event.message)
-            if finished:
-                self._finishJob()
-        if self._trainingJob is not None:
-            finished = self._trainingJob.done
-            for event in self._trainingJob.poll():
-                if event.kind == "progress" and not self._trainingJob.cancel_requested:
-                    self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
-                    self.ui.trainingStatusLabel.setText(event.message)
-            if finished:
-                self._finishTraining()
-        if self._job is None and self._trainingJob is None:
-            self._pollTimer.stop()
+    def _onSegmentationProgress(self, event) -> None:
+        self.ui.progressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.statusLabel.setText(event.message)
 
-    def _finishJob(self) -> None:
-        job, inputVolume = self._job, self._jobInput
-        self._job, self._jobInput = None, None
+    def _finishJob(self, job: BackgroundJob) -> None:
+        inputVolume, self._jobInput = self._jobInput, None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
         try:
@@ -382,18 +336,14 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self._checkCanApply()
 
     def _cancelJobs(self) -> None:
-        for job in (self._job, self._trainingJob):
-            if job is not None:
-                job.cancel()
-                job.wait(10.0)
-        if self._job is not None:
-            self._finishJob()
-        if self._trainingJob is not None:
-            self._finishTraining()
+        """Stop the running segmentation and training for good (module unloading); their results are dropped."""
+        for name in ("segmentation", "training"):
+            self.jobs.cancel(name)  # both stop at once, then each is waited for
+        self.jobs.stop_all(10.0)
 
-    def _showError(self, message: str, label) -> None:
-        label.setText(_("Error: {message}").format(message=message))
-        slicer.util.errorDisplay(message, windowTitle=_("NucleiMaskylo"))
+    def _showError(self, message: str, label, title: Optional[str] = None) -> None:
+        """Show ``message`` in ``label`` and in an error dialog."""
+        show_error(label, message, title or _("NucleiMaskylo"))
 
     # ------------------------------------------------------------------------------------------------ evaluate
     def onEvaluateButton(self) -> None:
@@ -426,8 +376,8 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                                                                                       label=Path(labelPath).name))
 
     def onTrainButton(self) -> None:
-        if self._trainingJob is not None:
-            self._trainingJob.cancel()
+        if self.isTraining():
+            self.jobs.cancel("training")
             self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
             return
         parameters = self._parameterNode
@@ -438,18 +388,21 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             return
         options = dict(iterations=int(parameters.iterations), device=parameters.device.value)
         options.update(self.trainingOptions)
-        self._trainingJob = BackgroundJob(self.logic.train, str(folder), str(output), **options).start()
+        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output), **options),
+                        self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
         self.ui.trainingStatusLabel.setText(_("Training..."))
-        self._pollTimer.start()
 
     def isTraining(self) -> bool:
-        return self._trainingJob is not None
+        return self.jobs.running("training")
 
-    def _finishTraining(self) -> None:
-        job, self._trainingJob = self._trainingJob, None
+    def _onTrainingProgress(self, event) -> None:
+        self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
+        self.ui.trainingStatusLabel.setText(event.message)
+
+    def _finishTraining(self, job: BackgroundJob) -> None:
         self.ui.trainButton.setText(_("Train"))
         self.ui.trainingProgressBar.hide()
         try:
