@@ -2,8 +2,10 @@
 
 Recipe of the demo weights (``OrganComboLib.demo``: combo_net at base width 8, 32^3 sub-volumes, organ/background
 patches 5:1, Combo loss with the PET preset, ADADELTA lr 1 / rho 0.95 / eps 1e-8), shortened to LEARNING_ITERATIONS
-steps so it fits CI. Validation is the full pipeline (per-window normalisation, max aggregation, t = 0.5) on held-out
-phantoms. Measured on 2 CPU cores: see OrganCombo/README.md ("Measured").
+steps. Issue 4 asks for mean Dice >= 0.80; that takes about 6,000 steps (the demo-weights run); 1,000 steps give 0.42
+(Adam: 0.42; the 3D U-Net baseline at 1,200 steps: 0.49), so this CI test holds the lower bar below. Validation is
+the full pipeline (per-window normalisation, max aggregation, t = 0.5) on held-out phantoms. Measured time:
+OrganCombo/README.md.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ LEARNING_BAR = 0.35
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # a hang guard, not a timing target
 def test_short_training_learns_the_organs(tmp_path):
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     started = time.monotonic()
