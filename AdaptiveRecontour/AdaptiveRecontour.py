@@ -29,7 +29,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import JobPoller, ModelSelector, show_error
+from mednets.widgets import JobPoller, ModelSelector, chosen_folder, show_error
 
 # torch-free imports only: the module loads in a Slicer without PyTorch
 from AdaptiveRecontourLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_NAMES, segment_classes
@@ -167,10 +167,7 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
-    @staticmethod
-    def _folder(path: Any) -> Optional[Path]:
-        text = str(path) if path is not None else ""
-        return Path(text).expanduser() if text.strip() not in ("", ".") else None
+    _folder = staticmethod(chosen_folder)  # None when no folder was chosen
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         p = self._parameterNode

@@ -30,7 +30,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, show_error
+from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch; the network code is imported by the
 # Logic methods that need it.
@@ -223,10 +223,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             parameters.iterations = get_config(parameters.trainingConfig.value).steps
         self._checkCanApply()
 
-    @staticmethod
-    def _folder(path: Any) -> Optional[Path]:
-        text = str(path) if path is not None else ""
-        return Path(text).expanduser() if text.strip() not in ("", ".") else None
+    _folder = staticmethod(chosen_folder)  # None when no folder was chosen
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         parameters = self._parameterNode

@@ -30,7 +30,7 @@ from slicer.util import VTKObservationMixin
 from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
-from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, show_error
+from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
 
 # torch-free imports only (the module loads before PyTorch is installed)
 from AxillaryLNDetectLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_LN, SEGMENT_VOI
@@ -204,10 +204,7 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
-    @staticmethod
-    def _folder(path: Any) -> Optional[Path]:
-        text = str(path) if path is not None else ""
-        return Path(text).expanduser() if text.strip() not in ("", ".") else None
+    _folder = staticmethod(chosen_folder)  # None when no folder was chosen
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         parameters = self._parameterNode

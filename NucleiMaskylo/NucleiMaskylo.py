@@ -32,7 +32,7 @@ from slicer.util import VTKObservationMixin
 from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, check_cancel, report
-from mednets.widgets import JobPoller, ModelSelector, show_error
+from mednets.widgets import JobPoller, ModelSelector, chosen_folder, show_error
 
 # torch-free imports only (the module loads in a Slicer without PyTorch); network code is imported where needed
 from NucleiMaskyloLib.models import DEFAULT_MODEL, MODULE_NAME
@@ -199,10 +199,7 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
             self._checkCanApply()
 
-    @staticmethod
-    def _folder(path: Any) -> Optional[Path]:
-        text = str(path) if path is not None else ""
-        return Path(text).expanduser() if text.strip() not in ("", ".") else None
+    _folder = staticmethod(chosen_folder)  # None when no folder was chosen
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         parameters = self._parameterNode

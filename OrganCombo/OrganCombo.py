@@ -29,7 +29,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, show_error
+from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch and can offer to install it
 # (mednets.dependencies.ensure_torch); the network code is imported by the Logic methods that need it.
@@ -232,11 +232,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             parameters.epochs = get_config(parameters.trainingTask.value).epochs  # the configuration's default
         self._checkCanApply()
 
-    @staticmethod
-    def _folder(path: Any) -> Optional[Path]:
-        """The folder of a path parameter, or None when none was chosen (empty or ".")."""
-        text = str(path) if path is not None else ""
-        return Path(text).expanduser() if text.strip() not in ("", ".") else None
+    _folder = staticmethod(chosen_folder)  # None when no folder was chosen
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         parameters = self._parameterNode

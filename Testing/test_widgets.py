@@ -94,3 +94,14 @@ def test_model_selector_keeps_the_selection_and_falls_back_to_the_default(slicer
     broken.refresh()
     assert broken.selected() is None and errors == ["division by zero"]
     assert broken.tooltip("no model") == "no model"
+
+
+def test_chosen_folder_reads_unset_path_parameters_as_none(slicer_runtime, tmp_path):
+    from pathlib import Path
+
+    from mednets.widgets import chosen_folder
+
+    assert chosen_folder(None) is None and chosen_folder("") is None and chosen_folder(".") is None
+    assert chosen_folder("  ") is None
+    assert chosen_folder(tmp_path) == tmp_path
+    assert chosen_folder("~/runs") == Path("~/runs").expanduser()

@@ -25,10 +25,17 @@ import slicer
 
 from mednets.jobs import BackgroundJob
 
-__all__ = ["JobPoller", "ModelSelector", "TrainingCurve", "show_error", "describe_source"]
+__all__ = ["JobPoller", "ModelSelector", "TrainingCurve", "show_error", "describe_source", "chosen_folder"]
 
 ProgressHandler = Callable[[Any], None]
 FinishHandler = Callable[[BackgroundJob], None]
+
+
+def chosen_folder(path: Any) -> Optional[Path]:
+    """The folder of a directory parameter (parameter node / ctkPathLineEdit), or None when none was chosen (empty or
+    ".", what an unset path parameter reads as)."""
+    text = str(path) if path is not None else ""
+    return Path(text).expanduser() if text.strip() not in ("", ".") else None
 
 
 def show_error(label: Any, message: str, title: str) -> None:
