@@ -29,7 +29,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import JobPoller, ModelSelector, chosen_folder, show_error
+from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, chosen_folder, show_error
 
 # torch-free imports only: the module loads in a Slicer without PyTorch
 from AdaptiveRecontourLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_NAMES, segment_classes
@@ -54,15 +54,7 @@ class AdaptiveRecontour(ScriptedLoadableModule):  # noqa: F405
             "Radiotherapy of Prostate Cancer, IEEE Access 9 (2021). Part of SlicerMedNets (Apache-2.0).")
 
 
-class AdaptiveRecontourDevice(enum.Enum):
-    AUTO = "auto"
-    CUDA = "cuda"
-    MPS = "mps"
-    CPU = "cpu"
-
-    def label(self) -> str:
-        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
-                "cpu": _("CPU")}[self.value]
+AdaptiveRecontourDevice = DeviceChoice  # where the network runs (shared by all SlicerMedNets panels)
 
 
 class AdaptiveRecontourOutput(enum.Enum):

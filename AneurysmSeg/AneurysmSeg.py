@@ -30,7 +30,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
+from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch; the network code is imported by the
 # Logic methods that need it.
@@ -64,17 +64,7 @@ class AneurysmSeg(ScriptedLoadableModule):  # noqa: F405
 
 
 # ------------------------------------------------------------------------------------------------ parameter node
-class AneurysmSegDevice(enum.Enum):
-    """Where the network runs (stored by member name in the parameter node)."""
-
-    AUTO = "auto"
-    CUDA = "cuda"
-    MPS = "mps"
-    CPU = "cpu"
-
-    def label(self) -> str:
-        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
-                "cpu": _("CPU")}[self.value]
+AneurysmSegDevice = DeviceChoice  # where the network runs (shared by all SlicerMedNets panels)
 
 
 class AneurysmSegTrainingConfig(enum.Enum):

@@ -30,7 +30,7 @@ from slicer.util import VTKObservationMixin
 from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
-from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
+from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
 
 # torch-free imports only (the module loads before PyTorch is installed)
 from AxillaryLNDetectLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_LN, SEGMENT_VOI
@@ -68,15 +68,7 @@ class AxillaryLNDetect(ScriptedLoadableModule):  # noqa: F405
 
 
 # ------------------------------------------------------------------------------------------------ parameter node
-class AxillaryLNDetectDevice(enum.Enum):
-    AUTO = "auto"
-    CUDA = "cuda"
-    MPS = "mps"
-    CPU = "cpu"
-
-    def label(self) -> str:
-        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
-                "cpu": _("CPU")}[self.value]
+AxillaryLNDetectDevice = DeviceChoice  # where the network runs (shared by all SlicerMedNets panels)
 
 
 class AxillaryLNDetectCriterion(enum.Enum):

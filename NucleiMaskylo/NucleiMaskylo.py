@@ -32,7 +32,7 @@ from slicer.util import VTKObservationMixin
 from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, check_cancel, report
-from mednets.widgets import JobPoller, ModelSelector, chosen_folder, show_error
+from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, chosen_folder, show_error
 
 # torch-free imports only (the module loads in a Slicer without PyTorch); network code is imported where needed
 from NucleiMaskyloLib.models import DEFAULT_MODEL, MODULE_NAME
@@ -64,15 +64,7 @@ class NucleiMaskylo(ScriptedLoadableModule):  # noqa: F405
 
 
 # ------------------------------------------------------------------------------------------------ parameter node
-class NucleiMaskyloDevice(enum.Enum):
-    AUTO = "auto"
-    CUDA = "cuda"
-    MPS = "mps"
-    CPU = "cpu"
-
-    def label(self) -> str:
-        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
-                "cpu": _("CPU")}[self.value]
+NucleiMaskyloDevice = DeviceChoice  # where the network runs (shared by all SlicerMedNets panels)
 
 
 class NucleiMaskyloStain(enum.Enum):

@@ -29,7 +29,7 @@ from mednets import mrml
 from mednets.jobs import BackgroundJob
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
+from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch and can offer to install it
 # (mednets.dependencies.ensure_torch); the network code is imported by the Logic methods that need it.
@@ -76,17 +76,7 @@ def registerSampleData() -> None:
 
 
 # ------------------------------------------------------------------------------------------------ parameter node
-class OrganComboDevice(enum.Enum):
-    """Where the network runs (stored by member name in the parameter node)."""
-
-    AUTO = "auto"
-    CUDA = "cuda"
-    MPS = "mps"
-    CPU = "cpu"
-
-    def label(self) -> str:  # shown in the device combo box by the parameter node's GUI connector
-        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
-                "cpu": _("CPU")}[self.value]
+OrganComboDevice = DeviceChoice  # where the network runs (shared by all SlicerMedNets panels)
 
 
 class OrganComboTask(enum.Enum):

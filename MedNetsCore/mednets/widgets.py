@@ -16,19 +16,35 @@ assigned, signals connected with ``signal.connect``.
 
 from __future__ import annotations
 
+import enum
 import logging
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import qt
 import slicer
+from slicer.i18n import tr as _
 
 from mednets.jobs import BackgroundJob
 
-__all__ = ["JobPoller", "ModelSelector", "TrainingCurve", "show_error", "describe_source", "chosen_folder"]
+__all__ = ["DeviceChoice", "JobPoller", "ModelSelector", "TrainingCurve", "show_error", "describe_source", "chosen_folder"]
 
 ProgressHandler = Callable[[Any], None]
 FinishHandler = Callable[[BackgroundJob], None]
+
+
+class DeviceChoice(enum.Enum):
+    """Where a module's network runs: the device combo box of every panel (stored by member name in the parameter
+    node; the values are those of :func:`mednets.device.choose_device`)."""
+
+    AUTO = "auto"
+    CUDA = "cuda"
+    MPS = "mps"
+    CPU = "cpu"
+
+    def label(self) -> str:  # shown in the device combo box by the parameter node's GUI connector
+        return {"auto": _("Auto (GPU if available)"), "cuda": _("CUDA (NVIDIA GPU)"), "mps": _("MPS (Apple GPU)"),
+                "cpu": _("CPU")}[self.value]
 
 
 def chosen_folder(path: Any) -> Optional[Path]:
