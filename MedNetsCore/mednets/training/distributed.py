@@ -107,13 +107,20 @@ def _destroy_default_group() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # Every rank reaches this point before any rank tears its connections down: a rank that destroys the group
+        # while a peer still uses it makes the peer's gloo threads abort the process ("terminate called without an
+        # active exception", seen on a loaded 2-core machine).
+        dist.barrier()
         dist.destroy_process_group()
 
 
 def shutdown_distributed(context: DistributedContext) -> None:
     """Destroy the process group now if :func:`init_distributed` created it (otherwise done at interpreter exit).
 
-    Call it on every rank, after the last collective operation.
+    Call it on every rank, after the last collective operation. PyTorch's gloo backend can still abort a rank during
+    interpreter shutdown after all work is done ("terminate called without an active exception",
+    pytorch/pytorch#190489); a launcher script that must exit with status 0 can end with ``os._exit(0)`` once its
+    files are written, as ``Testing/Python/distributed_training_script.py`` does.
     """
     if context.initialized_here:
         _destroy_default_group()
