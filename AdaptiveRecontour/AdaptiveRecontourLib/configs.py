@@ -40,8 +40,12 @@ class RecontourConfig:
     bending_weight: float = 0.5
     weighting: str = "equal"  # equal | homoscedastic | dwa
     deep_supervision: Tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)  # fine, mid, coarse
+    dice_smooth: float = 1.0  # voxels added to numerator and denominator of DSC-R / DSC-S (ours: the paper gives none)
+    dice_batch: bool = True  # one Dice ratio per structure over the batch (ours: fewer absent-structure terms)
     # training
     optimizer: Dict[str, Any] = field(default_factory=lambda: {"name": "radam", "lr": 1e-4})
+    schedule: Dict[str, Any] = field(default_factory=lambda: {"name": "constant"})  # paper: fixed learning rate
+    bn_recalibration_batches: int = 16  # precise-BN statistics after training and before each validation (ours)
     iterations: int = 200_000
     batch_size: int = 2
     swap_fixed_moving: bool = True

@@ -14,7 +14,8 @@ import torch
 
 from AdaptiveRecontourLib.configs import get_config
 from AdaptiveRecontourLib.demo import phantom_pairs
-from AdaptiveRecontourLib.training import evaluate_pairs, train_network
+from AdaptiveRecontourLib.pipeline import normalise_ct, predict_arrays
+from AdaptiveRecontourLib.training import TrainingPair, evaluate_pairs, train_network
 
 MODEL = "jrs_reg"
 ITERATIONS = 150
@@ -24,9 +25,12 @@ HELD_OUT = (900, 901, 902)
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("ADAPTIVERECONTOUR_LEARNING_TEST") != "1",
-                    reason="bar not reached yet: the one measured run (jrs_reg, 150 iterations, 64^3 patches at 3 mm, "
-                           "34 min on a heavily shared 2-core CPU) gave DSC 0.540 warped vs 0.647 affine-only on the "
-                           "held-out pairs (folding 0); set ADAPTIVERECONTOUR_LEARNING_TEST=1 to run it")
+                    reason="bar not reached yet (measured 2026-12-01, shared 2-core CPU): after the fixes (Dice "
+                           "smoothing 1 + batch Dice, precise-BN recalibration) 48^3 and 64^3 runs of 200-600 "
+                           "iterations at lr 3e-3/1e-2 leave the held-out DSC at the affine's (0.64-0.65) while a "
+                           "free-form optimisation of the same loss reaches 0.75-0.81 with NCC alone: the network "
+                           "learns its displacements too slowly at this scale; see the README status. Set "
+                           "ADAPTIVERECONTOUR_LEARNING_TEST=1 to run it")
 def test_training_beats_affine_only():
     torch.set_num_threads(2)
     config = get_config("cpu_small", model=MODEL, weighting="equal")
@@ -41,3 +45,28 @@ def test_training_beats_affine_only():
     assert np.isfinite(loss.history[-1]["ncc"])
     assert scores["folding"] < 0.01
     assert scores["dice_reg"] >= scores["dice_affine"] + 0.05, scores
+
+
+def test_training_learns_a_one_voxel_shift_and_inference_applies_it():
+    """Toy pair (the planning CT of phantom seed 100 at 3 mm; moving = fixed shifted by one voxel along J, contours
+    too): JRS-reg must learn u_J = +1 (warped(p) = moving(p + u(p))), and whole-volume inference must apply it with
+    the training's sign and units (both checked here end to end). The earlier diagnostic (lr 3e-3, 60 iterations) did
+    not learn it; at lr 1e-2 it does. Measured: DSC 0.789 -> 0.912, mean u_J 0.85, 25 s (2 threads, shared machine)."""
+    from AdaptiveRecontourLib.demo import phantom_volumes
+
+    torch.set_num_threads(2)
+    planning, labels, _, _, _ = phantom_volumes(100, 3.0)
+    fixed = normalise_ct(planning.array)
+    pair = TrainingPair(fixed, np.roll(fixed, 1, axis=1), labels, np.roll(labels, 1, axis=1), "toy-shift")
+    config = get_config("cpu_small", model="jrs_reg", weighting="equal", patch_size=48,
+                        optimizer={"name": "radam", "lr": 1e-2})
+    network, _, _ = train_network(config, [pair], iterations=120, seed=0)
+    network.eval()
+    scores = evaluate_pairs(network, [pair], 48, config.num_classes, spacing=(3.0,) * 3)
+    dvf = predict_arrays(network, pair.fixed, pair.moving, pair.moving_labels, 96)["dvf"]
+    inside = labels > 0
+    shift = [float(dvf[a][inside].mean()) for a in range(3)]
+    print(f"toy shift: DSC affine {scores['dice_affine']:.3f} warped {scores['dice_reg']:.3f}, mean u {shift}")
+    assert 0.4 < shift[1] < 1.5 and abs(shift[0]) < 0.2 and abs(shift[2]) < 0.2, shift
+    assert scores["dice_reg"] >= scores["dice_affine"] + 0.05, scores
+    assert scores["folding"] < 0.01

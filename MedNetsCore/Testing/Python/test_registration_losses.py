@@ -100,3 +100,22 @@ def test_warped_contour_dice_identity_and_shift():
     assert bad.item() > 0.3
     bad.backward()
     assert zero.grad.abs().sum() > 0
+
+
+def test_warped_contour_dice_is_continuous_at_the_identity_for_an_absent_structure():
+    """Bug of the first version (smoothing 1e-5): a structure absent from the fixed grid but lying just outside it in
+    the moving image scored 0 at the identity and about 1 for a displacement of 1e-4 voxels (a spike, not a slope)."""
+    moving = torch.zeros(1, 1, 12, 12, 12, dtype=torch.long)
+    moving[:, :, 0:2] = 1  # a slab just before the output grid (offset 2 along every axis)
+    fixed = torch.zeros(1, 1, 8, 8, 8, dtype=torch.long)
+    tiny = torch.zeros(1, 3, 8, 8, 8)
+    tiny[:, 0] = -1e-4  # samples K = 1.9999 on the first grid plane: a mass of 6.4e-3 voxels of structure 1
+    spiky = WarpedContourDiceLoss(num_classes=2, smooth=1e-5)
+    assert spiky(moving, torch.zeros_like(tiny), fixed, offset=2).item() == pytest.approx(0.0, abs=1e-6)
+    assert spiky(moving, tiny, fixed, offset=2).item() > 0.99
+    loss = WarpedContourDiceLoss(num_classes=2)  # default smoothing 1
+    assert loss(moving, torch.zeros_like(tiny), fixed, offset=2).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(moving, tiny, fixed, offset=2).item() == pytest.approx(6.4e-3 / (1 + 6.4e-3), rel=2e-2)  # float32 sampling
+    # batch=True: one ratio per structure over the whole batch
+    both = torch.cat([moving, moving]), torch.cat([tiny, tiny]), torch.cat([fixed, fixed])
+    assert WarpedContourDiceLoss(2, batch=True)(*both, offset=2).item() == pytest.approx(0.0128 / 1.0128, rel=2e-2)

@@ -103,12 +103,21 @@ class WarpedContourDiceLoss(torch.nn.Module):
     the fixed label map on the DVF's grid (``offset``/``stride`` as in :func:`mednets.spatial_transform.sample`).
 
     Shapes: ``moving_labels`` (B, 1, D, H, W) integers; ``dvf`` (B, 3, d, h, w); ``fixed_labels`` (B, 1, d, h, w).
+
+    ``smooth`` is added to the numerator and the denominator of every Dice ratio (in voxels). It must not be tiny: a
+    structure absent from the fixed patch scores loss 0 at the identity, but the slightest displacement that moves a
+    mass ``e`` of it into the patch gives ``1 - smooth / (e + smooth)``, a jump to about 1 for ``smooth`` 1e-5 (the
+    first version of this loss; its gradient near the identity was that spike, and training on patches where a
+    structure lies at the edge pushed the displacement back towards 0). With ``smooth`` 1 the loss grows like ``e``.
+    ``batch`` sums over the batch before taking each structure's ratio (fewer absent-structure terms on small patches).
     """
 
-    def __init__(self, num_classes: int, include_background: bool = False) -> None:
+    def __init__(self, num_classes: int, include_background: bool = False, smooth: float = 1.0,
+                 batch: bool = False) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
-        self.dice = SoftDiceLoss(activation=None, include_background=include_background)
+        self.dice = SoftDiceLoss(activation=None, include_background=include_background,
+                                 smooth_numerator=float(smooth), smooth_denominator=float(smooth), batch=bool(batch))
 
     def forward(self, moving_labels: torch.Tensor, dvf: torch.Tensor, fixed_labels: torch.Tensor, offset=0,
                 stride=1) -> torch.Tensor:
