@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export QT_QPA_PLATFORM ?= offscreen
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: test demo venv bench clean
+.PHONY: test demo venv bench screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ test: $(STAMP)
 
 demo: $(DEMO_STAMP)
 	$(PY) Scripts/run_demo.py --output demo-output
+
+screenshots: $(DEMO_STAMP)
+	$(PY) Scripts/make_screenshots.py --output Docs
 
 bench: $(STAMP)
 	for b in Testing/Benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
