@@ -7,10 +7,11 @@ this file, not by hand::
     python -m AxillaryLNDetectLib.demo --train-weights      # from the AxillaryLNDetect folder
 
 They use the paper's network with reduced widths (:data:`DEMO_CONFIG`, the ``phantom_demo`` configuration: widths
-4-8-16, 52^3 patches, stage 1 at 8 mm and stage 2 at 4 mm on phantoms at 4 mm with nodes of 8-20 mm) so that training
-and the demo run on a CPU; everything else is the paper's recipe (targets from sparse annotations, Dice / weighted cross-entropy, 50/50
-patches, Adam 1e-3, plateau halving, best by Jaccard, augmentation). The full-size paper configuration stays the
-default for training on real data.
+8-16-32, 52^3 patches, stage 1 at 8 mm and stage 2 at 2 mm on phantoms at 2 mm with nodes of 8-20 mm) so that
+training and the demo run on a CPU; everything else is the paper's recipe (targets from sparse annotations, Dice /
+weighted cross-entropy, 50/50 patches, Adam 1e-3, plateau halving, best by Jaccard, augmentation). The seeds and
+iteration counts are the learning test's (``Testing/Python/test_learning.py``). The full-size paper configuration
+stays the default for training on real data.
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ __all__ = ["DEMO_CONFIG", "PHANTOM_GRID", "phantom_item", "train_demo_weights", 
 
 #: The demo configuration (see the module docstring).
 DEMO_CONFIG: AxillaryConfig = get_config("phantom_demo")
-#: Phantom grid of the demo and of the learning test: 128 x 192 x 384 mm at 4 mm, nodes of 8-20 mm.
-PHANTOM_GRID = {"shape": (32, 48, 96), "spacing": (4.0, 4.0, 4.0), "node_diameter_mm": (8.0, 20.0),
+_WIDTHS = "-".join(str(w) for w in DEMO_CONFIG.model_overrides["widths"])
+#: Phantom grid of the demo and of the learning test: 128 x 192 x 384 mm at 2 mm, nodes of 8-20 mm.
+PHANTOM_GRID = {"shape": (64, 96, 192), "spacing": (2.0, 2.0, 2.0), "node_diameter_mm": (8.0, 20.0),
                 "num_nodes": (3, 6)}
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
-TRAIN_SEEDS = tuple(range(0, 8))
-VALIDATION_SEEDS = (900,)
-TEST_SEEDS = (960, 961, 962)
+#: The same seeds as the learning test (Testing/Python/test_learning.py): the demo weights are that test's recipe.
+TRAIN_SEEDS = tuple(range(0, 6))
+VALIDATION_SEEDS = (100,)
+TEST_SEEDS = (200, 201, 202)
+VOI_ITERATIONS, LN_ITERATIONS = 300, 900
+#: Per-stage recipe changes (batch 4; the VOI network is validated more often, its run is short).
+TRAINING_CHANGES = {"voi": {"batch_size": 4, "validate_every": 100}, "ln": {"batch_size": 4, "validate_every": 300}}
 DEMO_SEED = 950
 
 
@@ -70,16 +76,16 @@ def _save_pair(folder: Path, name: str, networks: Dict[str, object], config: Axi
     return paths
 
 
-def make_test_detector(folder: Optional[Path] = None):
-    """A detector for tests: the bundled demo detector when its catalogue exists, else a seeded UNTRAINED tiny pair
-    (widths 2-4-8, stages at 8 mm / 4 mm) written to ``folder`` (a temporary folder by default). Returns a
-    DetectorSource."""
+def make_test_detector(folder: Optional[Path] = None, untrained: bool = False):
+    """A detector for tests: the bundled demo detector when its catalogue exists (and not ``untrained``), else a
+    seeded UNTRAINED tiny pair (widths 2-4-8, stages at 8 mm / 4 mm, files ``untrained-test-{voi,ln}.safetensors``)
+    written to ``folder`` (a temporary folder by default). Returns a DetectorSource."""
     import torch
 
     from . import build_model
     from .models import CATALOGUE, detector_from_path, find_detector
 
-    if CATALOGUE.is_file():
+    if CATALOGUE.is_file() and not untrained:
         return find_detector(DEFAULT_MODEL)
     folder = Path(folder or tempfile.mkdtemp(prefix="axillary-test-detector-"))
     config = DEMO_CONFIG.replace(model_overrides={"widths": (2, 4, 8)}, stage1_spacing=8.0, stage2_spacing=4.0,
@@ -92,7 +98,8 @@ def make_test_detector(folder: Optional[Path] = None):
     return detector_from_path(paths["ln"])
 
 
-def train_demo_weights(output_dir: Path = WEIGHTS_DIR, voi_iterations: int = 150, ln_iterations: int = 400,
+def train_demo_weights(output_dir: Path = WEIGHTS_DIR, voi_iterations: int = VOI_ITERATIONS,
+                       ln_iterations: int = LN_ITERATIONS,
                        device: str = "cpu", log: Callable[[str], None] = print) -> Dict[str, object]:
     """Train both demo stages on phantoms and write fp16 weights, the catalogue entries and measured scores."""
     import shutil
@@ -113,14 +120,15 @@ def train_demo_weights(output_dir: Path = WEIGHTS_DIR, voi_iterations: int = 150
         for stage, iterations in (("voi", voi_iterations), ("ln", ln_iterations)):
             stage_started = time.monotonic()
             result, network = train_stage(stage, train_items, validation_items, DEMO_CONFIG, str(run_dir / stage),
-                                          iterations=iterations, seed=0, device=device, log=log)
+                                          iterations=iterations, seed=0, device=device, log=log,
+                                          training_changes=TRAINING_CHANGES[stage])
             networks[stage] = network
             extra[stage] = {"iterations": result.best_iteration, "best_validation_jaccard": result.best_metric,
                             "trained_iterations": result.iterations,
                             "training_minutes_cpu": round((time.monotonic() - stage_started) / 60, 1)}
         training_data = (f"{len(TRAIN_SEEDS)} synthetic contrast-CT axilla phantoms (mednets.phantoms.axilla_ct, "
                          f"seeds {TRAIN_SEEDS[0]}-{TRAIN_SEEDS[-1]}, {PHANTOM_GRID}); validation seeds "
-                         f"{list(VALIDATION_SEEDS)}. Synthetic data only: NOT for clinical use.")
+                         f"{list(VALIDATION_SEEDS)}; synthetic data only.")
         paths = _save_pair(Path(output_dir), DEFAULT_MODEL, networks, DEMO_CONFIG, training_data, extra,
                            dtype="float16")
     finally:
@@ -130,7 +138,7 @@ def train_demo_weights(output_dir: Path = WEIGHTS_DIR, voi_iterations: int = 150
         registry.add(ModelSource(
             name=f"{DEFAULT_MODEL}-{stage}", path=str(path), sha256=sha256_file(path), license="Apache-2.0",
             module=MODULE_NAME, architecture="unet3d_3level",
-            description=(f"Demo {'VOI' if stage == 'voi' else 'lymph-node'} stage (widths 8-16-32), trained on "
+            description=(f"Demo {'VOI' if stage == 'voi' else 'lymph-node'} stage (widths {_WIDTHS}), trained on "
                          "synthetic CT axilla phantoms only; not for clinical use")), replace=True)
     registry.save(CATALOGUE)
     summary = {"minutes": round((time.monotonic() - started) / 60, 1), "stages": extra,
@@ -172,7 +180,7 @@ def package_demo_weights(voi_checkpoint: Path, ln_checkpoint: Path, output_dir: 
         registry.add(ModelSource(
             name=f"{DEFAULT_MODEL}-{stage}", path=str(path), sha256=sha256_file(path), license="Apache-2.0",
             module=MODULE_NAME, architecture="unet3d_3level",
-            description=(f"Demo {'VOI' if stage == 'voi' else 'lymph-node'} stage (widths 4-8-16), trained on "
+            description=(f"Demo {'VOI' if stage == 'voi' else 'lymph-node'} stage (widths {_WIDTHS}), trained on "
                          "synthetic CT axilla phantoms only; not for clinical use")), replace=True)
     registry.save(CATALOGUE)
     summary: Dict[str, object] = {"stages": extra, "bytes": {s: p.stat().st_size for s, p in paths.items()}}
@@ -215,12 +223,13 @@ def write_model_card(path: Path, summary: Dict[str, object]) -> Path:
         f"instead of the paper's (80, 160, 320); {DEMO_CONFIG.input_size}^3 training patches; stage 1 at "
         f"{DEMO_CONFIG.stage1_spacing:g} mm, stage 2 at {DEMO_CONFIG.stage2_spacing:g} mm (paper: 3 mm / 1 mm).",
         f"* Training data: {summary.get('training_data') or 'synthetic contrast-CT axilla phantoms'} "
-        f"(`mednets.phantoms.axilla_ct`, grid {PHANTOM_GRID}); recipe of the paper (targets from centre + diameter, Dice / weighted "
+        "Recipe of the paper (targets from centre + diameter, Dice / weighted "
         "cross-entropy with shell masking and size-normalised weights, 50/50 patches, Adam 1e-3, plateau halving, "
         "best by Jaccard, augmentation).",
         f"* Training (CPU, 2 shared cores): best VOI checkpoint at iteration {stages['voi']['iterations']} "
-        f"(validation Jaccard {float(stages['voi']['best_validation_jaccard']):.3f}); best lymph-node checkpoint at "
-        f"iteration {stages['ln']['iterations']} (validation Jaccard "
+        f"of {stages['voi'].get('trained_iterations', '?')} (validation Jaccard "
+        f"{float(stages['voi']['best_validation_jaccard']):.3f}); best lymph-node checkpoint at "
+        f"iteration {stages['ln']['iterations']} of {stages['ln'].get('trained_iterations', '?')} (validation Jaccard "
         f"{float(stages['ln']['best_validation_jaccard']):.3f}); training time: "
         f"{stages['voi']['training_minutes_cpu']} / {stages['ln']['training_minutes_cpu']} min.",
         f"* Held-out phantoms (seeds {list(TEST_SEEDS)}), eq. 1 hits: {evaluation.get('detected')} of "
@@ -228,7 +237,9 @@ def write_model_card(path: Path, summary: Dict[str, object]) -> Path:
         f"{evaluation.get('volumes')} volumes; sensitivity {evaluation.get('sensitivity_at_1_fp', float('nan')):.2f} "
         f"at 1 FP/volume, {evaluation.get('sensitivity_at_2_fp', float('nan')):.2f} at 2, "
         f"{evaluation.get('sensitivity_at_6.7_fp', float('nan')):.2f} at 6.7.",
-        "* Made by `python -m AxillaryLNDetectLib.demo --train-weights` (AxillaryLNDetectLib/demo.py).",
+        f"* Made by `python -m AxillaryLNDetectLib.demo --train-weights --voi-iterations "
+        f"{stages['voi'].get('trained_iterations', VOI_ITERATIONS)} --ln-iterations "
+        f"{stages['ln'].get('trained_iterations', LN_ITERATIONS)}` (AxillaryLNDetectLib/demo.py).",
         "",
     ]
     path.write_text("\n".join(lines))
@@ -291,8 +302,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m AxillaryLNDetectLib.demo",
                                      description="Train the AxillaryLNDetect demo weights on CT axilla phantoms.")
     parser.add_argument("--train-weights", action="store_true", help="train and write both demo stages")
-    parser.add_argument("--voi-iterations", type=int, default=150)
-    parser.add_argument("--ln-iterations", type=int, default=400)
+    parser.add_argument("--voi-iterations", type=int, default=VOI_ITERATIONS)
+    parser.add_argument("--ln-iterations", type=int, default=LN_ITERATIONS)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if not args.train_weights:

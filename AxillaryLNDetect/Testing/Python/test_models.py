@@ -29,7 +29,7 @@ def test_bundled_demo_detector():
 
 
 def test_tampered_truncated_and_foreign_weights_are_refused(tmp_path):
-    detector = make_test_detector(tmp_path / "ok")
+    detector = make_test_detector(tmp_path / "ok", untrained=True)
     assert load_detector(detector, device="cpu").name == detector.name
     # truncated
     broken = tmp_path / "broken"

@@ -1,5 +1,6 @@
 """The contrast-CT axilla phantom with lymph nodes (AxillaryLNDetect)."""
 import numpy as np
+from scipy import ndimage
 import pytest
 
 from mednets.phantoms import KJI_LPS_DIRECTIONS
@@ -47,6 +48,8 @@ def test_lymph_nodes_annotations(case):
         node = case.labels == index
         assert (tissues[node] == 7).all()
         assert case.extra["axilla_mask"][node].mean() > 0.9  # nodes sit in the axillary fat pads
+        rim = ndimage.binary_dilation(node) & ~node        # wholly surrounded by fat: no air (skin) or muscle beside
+        assert not np.isin(tissues[rim], (0, 2)).any()
         if node.sum() > 30:  # visible soft tissue in fat (hilum aside)
             assert np.median(case.image[node]) > -40
     assert np.allclose(case.extra["centres_mm"], case.extra["centres_kji"] * np.array(case.spacing))

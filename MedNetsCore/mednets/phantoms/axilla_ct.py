@@ -10,7 +10,8 @@ j anterior -> posterior, i right -> left, :data:`mednets.phantoms.KJI_LPS_DIRECT
   branch vessels in the axillary fat (tubular look-alikes of small nodes);
 * lymph nodes: soft-tissue (~35 HU) ellipsoids with short-axis diameters in ``node_diameter_mm`` (3-25 mm by default,
   log-uniform, so most are small as in the paper's Fig. 7), long axis up to 1.6x the short one, random orientation,
-  a fatty hilum in the larger ones, placed in the axillary fat pads away from the vessels and from each other;
+  a fatty hilum in the larger ones, placed wholly inside the axillary fat pads (surrounded by fat, not touching the
+  skin or the chest wall), away from the vessels and from each other;
 
 then correlated tissue texture, scanner blur and noise. ``labels`` holds one instance label per node (1..N); the
 annotation the paper works from (centre + short-axis diameter) is in ``extra``. Everything is seeded.
@@ -224,7 +225,9 @@ def _place_nodes(rng, grid, shape, spacing, region, tissues, num_nodes, diameter
             index = candidates[int(rng.integers(len(candidates)))]
             centre = tuple(float(i * s) for i, s in zip(index, spacing))
             margin = semi.max()
-            if vessel_distance[tuple(index)] < margin + 3.0 or outside[tuple(index)] < 0.6 * semi.min() + 1.0:
+            # wholly inside the fat pad (depth >= the long semi-axis + one voxel): a node touching the skin (air) or
+            # the chest-wall muscle is not a node the fat contrast can show (the pad bulges out of the body contour)
+            if vessel_distance[tuple(index)] < margin + 3.0 or outside[tuple(index)] < margin + max(spacing):
                 continue
             if any(np.linalg.norm(np.subtract(centre, c)) < margin + max(a) + 4.0 for c, a, _ in placed):
                 continue
