@@ -90,6 +90,8 @@ def read_volume(path: PathLike) -> Volume:
         raise FileNotFoundError(f"cannot read image: no file or folder at '{source}'")
     if source.is_dir():
         return read_dicom_series(source)
+    if source.stat().st_size == 0:
+        raise ValueError(f"cannot read '{source}': the file is empty (0 bytes)")
     extension = file_extension(source)
     if extension in DICOM_EXTENSIONS or (extension not in READ_EXTENSIONS and _is_dicom_file(source)):
         return _read_dicom_file(source)

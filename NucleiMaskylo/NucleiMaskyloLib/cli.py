@@ -72,15 +72,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     source = Path(args.input)
     if not source.is_file():
         raise ValueError(f"input image '{source}' does not exist")
+    if source.stat().st_size == 0:
+        raise ValueError(f"input image '{source}' is empty (0 bytes)")
     image = str(source)
     if source.suffix.lower() not in (".tif", ".tiff"):
         from skimage.io import imread
 
         image = check_rgb_image(np.asarray(imread(str(source))))
     else:
+        import tifffile
+
+        from .pipeline import thumbnail
+
+        try:
+            with tifffile.TiffFile(image) as tiff:
+                series = tuple(tiff.series[0].shape) if tiff.series else ()
+        except (tifffile.TiffFileError, ValueError) as error:
+            raise ValueError(f"'{source.name}' is not a readable TIFF image ({error})") from None
+        if len(series) > 3:  # a stack of slices (pyramid levels are not part of series[0].shape)
+            raise ValueError(f"'{source.name}' is a stack of {series[0]} images (shape {series}); NucleiMaskylo needs "
+                             "a single 2D RGB H&E image (one slice)")
         with RegionReader(image) as reader:
             if len(reader.shape) != 3 or reader.shape[2] not in (3, 4):
                 raise ValueError(f"NucleiMaskylo needs an RGB H&E image; '{source.name}' has shape {reader.shape}")
+            check_rgb_image(thumbnail(reader))  # constant, NaN, too small: refused before loading any model
     loaded, stored = load_nuclei_model(args.model, device=args.device, report=lambda m: print(m, file=sys.stderr))
     fields = set(PipelineSettings.__dataclass_fields__)
     values = {k: v for k, v in stored.items() if k in fields}
