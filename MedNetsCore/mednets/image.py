@@ -369,6 +369,22 @@ class Volume:
                              "(expected (K, J, I) or (K, J, I, C) with the same K, J, I)")
         return Volume(data, self.ijk_to_ras.copy())
 
+    def crop(self, start: Sequence[int], stop: Sequence[int]) -> "Volume":
+        """The sub-volume ``array[start:stop]`` (K, J, I; clipped to the volume) on its own grid: same spacing and
+        directions, origin moved to voxel ``start``, so every voxel stays at its physical place. A copy.
+
+        Raises:
+            ValueError: the clipped box is empty.
+        """
+        first = [int(max(0, begin)) for begin in start]
+        last = [int(min(size, end)) for size, end in zip(self.shape, stop)]
+        if len(first) != 3 or len(last) != 3 or any(end <= begin for begin, end in zip(first, last)):
+            raise ValueError(f"empty crop {list(start)}..{list(stop)} of a volume of shape {self.shape}")
+        matrix = self.ijk_to_ras.copy()
+        matrix[:3, 3] = (self.ijk_to_ras @ np.array([first[2], first[1], first[0], 1.0]))[:3]
+        box = tuple(slice(begin, end) for begin, end in zip(first, last))
+        return Volume(np.array(self.array[box]), matrix)
+
     def copy(self) -> "Volume":
         """A deep copy (array and matrix)."""
         return Volume(self.array.copy(), self.ijk_to_ras.copy())

@@ -41,6 +41,7 @@ __all__ = [
     "sitk_image_from_node",
     "new_volume_node",
     "new_segmentation_node",
+    "oriented_image",
     "labelmap_from_segmentation",
     "case_from_nodes",
     "new_point_list_node",
@@ -356,6 +357,12 @@ def _label_image(labels: np.ndarray, ijk_to_ras: np.ndarray) -> Any:
     numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = data.ravel()
     image.SetImageToWorldMatrix(_vtk_matrix(ijk_to_ras))
     return image
+
+
+def oriented_image(labels: np.ndarray, ijk_to_ras: Any) -> Any:
+    """A ``vtkOrientedImageData`` holding the ``(K, J, I)`` label map (or mask) ``labels`` on the grid ``ijk_to_ras``
+    (what Segment Editor effects pass to ``modifySelectedSegmentByLabelmap``)."""
+    return _label_image(np.asarray(labels), np.asarray(ijk_to_ras, dtype=float))
 
 
 def new_segmentation_node(labels: np.ndarray, reference: Any, segments: Optional[Sequence[SegmentSpec]] = None,

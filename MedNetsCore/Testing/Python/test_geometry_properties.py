@@ -164,3 +164,21 @@ def test_point_list_round_trip(scene, points):
         np.testing.assert_allclose(back.reshape(-1, 3), np.array(points, dtype=float).reshape(-1, 3), atol=1e-9)
     finally:
         scene.RemoveNode(node)
+
+
+@SETTINGS
+@given(grids(), st.tuples(*[st.integers(-2, 4)] * 3), st.tuples(*[st.integers(1, 9)] * 3))
+def test_crop_keeps_voxels_at_their_physical_place(grid, start, size):
+    volume = _volume(grid, seed=5)
+    stop = [begin + extent for begin, extent in zip(start, size)]
+    first = [max(0, begin) for begin in start]
+    last = [min(n, end) for n, end in zip(volume.shape, stop)]
+    if any(end <= begin for begin, end in zip(first, last)):
+        with pytest.raises(ValueError, match="empty crop"):
+            volume.crop(start, stop)
+        return
+    crop = volume.crop(start, stop)
+    assert crop.shape == tuple(end - begin for begin, end in zip(first, last))
+    np.testing.assert_array_equal(crop.array, volume.array[first[0]:last[0], first[1]:last[1], first[2]:last[2]])
+    np.testing.assert_allclose(crop.kji_to_ras([0, 0, 0]), volume.kji_to_ras(first), atol=1e-9)
+    assert crop.spacing == pytest.approx(volume.spacing)

@@ -62,7 +62,7 @@ class Runtime:
         import slicer
 
         from . import application, ctk_widgets, i18n, mrml_widgets, parameter_node_wrapper, pythonqt, qt_module
-        from . import scripted_module
+        from . import scripted_module, segment_editor
 
         pythonqt.install(qt_module.QT_SOURCE_MODULES)
         for cls in ctk_widgets.DESIGNER_CLASSES + mrml_widgets.DESIGNER_CLASSES:
@@ -95,6 +95,7 @@ class Runtime:
                              ("i18n", i18n)):
             sys.modules[f"slicer.{name}"] = module
             setattr(slicer, name, module)
+        segment_editor.install()
         self._recordMessages(slicer)
 
     def _register(self, module: Any) -> None:
