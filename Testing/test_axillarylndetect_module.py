@@ -192,3 +192,35 @@ def test_logic_add_case_then_train_lists_the_new_detector(slicer_runtime, mrml_s
     results = logic.train(folder, output, iterations=2, device="cpu", configChanges=changes, fineTune=True)
     assert results["voi"].iterations == 2 and results["ln"].iterations == 2
     assert "myDetector" in [d.name for d in logic.availableModels()]
+
+
+def test_widget_add_case_then_train_button_selects_the_new_detector(module_widget, slicer_runtime, tmp_path):
+    """The Train section through its buttons: 'Add current case' twice, 'Start training' (a tiny configuration, 2
+    iterations per stage, in the background), the curve and status follow, and the new detector gets selected."""
+    widget = module_widget("AxillaryLNDetect")
+    ui = widget.ui
+    volumeNode, reference, _case = _phantomNodes()
+    ui.inputSelector.setCurrentNode(volumeNode)
+    ui.referencePointsSelector.setCurrentNode(reference)
+    ui.deviceComboBox.setCurrentIndex(3)  # CPU
+    folder, output = tmp_path / "cases", tmp_path / "runs" / "widgetDetector"
+    ui.trainingFolderPathLineEdit.currentPath = str(folder)
+    ui.trainingOutputPathLineEdit.currentPath = str(output)
+    ui.iterationsSpinBox.value = 2
+    for _ in range(2):
+        ui.addCaseButton.click()
+    assert "the training folder has 2 cases" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+    from AxillaryLNDetectLib.configs import get_config
+
+    recipe = dict(get_config("cpu_small").training, batch_size=2, validate_every=2)
+    widget.trainingOptions = {"configName": "cpu_small", "configChanges": {
+        "model_overrides": {"widths": (2, 4, 8)}, "input_size": 48, "inference_size": 64, "stage1_spacing": 8.0,
+        "stage2_spacing": 4.0, "voi_opening_size": 3, "shell_size": 3, "training": recipe}}
+    assert ui.trainButton.enabled
+    ui.trainButton.click()
+    assert widget.isTraining() and ui.trainButton.text == "Cancel training"
+    slicer_runtime.pump_events(until=lambda: not widget.isTraining(), timeout=300)
+    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+    assert ui.trainButton.text == "Start training" and ui.trainingProgressBar.isHidden()
+    assert (output / "voi").is_dir() and (output / "ln").is_dir()
+    assert ui.modelComboBox.currentText == "widgetDetector"
