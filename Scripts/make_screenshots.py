@@ -127,7 +127,7 @@ def overview(shots: Dict[str, Tuple[Path, object]], path: Path) -> Path:
             axis.imshow(picture.rgb, interpolation="nearest", aspect=picture.aspect)
             axis.set_title(picture.title, fontsize=9)
     figure.suptitle("SlicerMedNets on its bundled sample data (synthetic phantoms; research use only)", fontsize=12)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 0.97))  # leave room for the title
     figure.savefig(path, dpi=72)
     plt.close(figure)
     return path
