@@ -494,10 +494,12 @@ def reference_training(tmp_path_factory):
     request = _tiny_training_request(output)  # puts OrganCombo on sys.path
     from OrganComboLib.training import train
 
-    torch.set_num_threads(1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # this module's training runs compare weights bit for bit: one thread throughout
     polls = []
     train(request, cancel=lambda: polls.append(1) and False)
-    return load_file(str(output / "last.safetensors")), len(polls)
+    yield load_file(str(output / "last.safetensors")), len(polls)
+    torch.set_num_threads(previous)  # later test modules (e.g. the learning tests) keep the session's setting
 
 
 @pytest.mark.parametrize("module, case", [
