@@ -47,15 +47,9 @@ OPERATING_POINTS: Tuple[float, ...] = (1.0, 2.0, 3.3, 4.3, 6.1, 6.7)
 
 
 def crop_volume(volume: Volume, start: Sequence[int], stop: Sequence[int]) -> Volume:
-    """Sub-volume ``array[start:stop]`` (K, J, I) with its own geometry (same directions and spacing)."""
-    start = [int(max(0, s)) for s in start]
-    stop = [int(min(n, e)) for n, e in zip(volume.shape, stop)]
-    if any(e <= s for s, e in zip(start, stop)):
-        raise ValueError(f"empty crop {start}..{stop} of a volume of shape {volume.shape}")
-    matrix = volume.ijk_to_ras.copy()
-    matrix[:3, 3] = (volume.ijk_to_ras @ np.array([start[2], start[1], start[0], 1.0]))[:3]
-    array = volume.array[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
-    return Volume(np.ascontiguousarray(array), ijk_to_ras=matrix)
+    """Sub-volume ``array[start:stop]`` (K, J, I) with its own geometry (same directions and spacing): the shared
+    :meth:`mednets.image.Volume.crop`."""
+    return volume.crop(start, stop)
 
 
 def resample_ct(volume: Volume, spacing: float) -> Volume:
