@@ -11,6 +11,8 @@ DEMO_STAMP := $(VENV)/.installed-demo
 PYTEST_ARGS ?=
 export QT_QPA_PLATFORM ?= offscreen
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
+# No wheel cache: the venv alone is ~5.6 GB (CUDA build of torch); a cached copy would double the disk it needs.
+export PIP_NO_CACHE_DIR = 1
 
 .PHONY: test demo venv bench screenshots clean
 
