@@ -98,7 +98,8 @@ class OrganComboParameterNode:
     so it is kept in sync by the widget rather than by a GUI connector); device: where the network runs;
     outputSegmentation: existing segmentation to write into (a new one when empty); threshold: probability threshold
     (0.5 in the paper); batchSize: sliding windows per network call; resultSegmentation/referenceSegmentation: what
-    Evaluate compares; trainingFolder/trainingOutputFolder/trainingTask/epochs: what Train uses.
+    Evaluate compares; trainingFolder/trainingOutputFolder/trainingTask/epochs: what Train uses; fineTune: Train
+    starts from the selected model's weights instead of a new network.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -113,6 +114,7 @@ class OrganComboParameterNode:
     trainingOutputFolder: Path
     trainingTask: OrganComboTask = OrganComboTask.PET
     epochs: Annotated[int, WithinRange(1, 100000)] = 50
+    fineTune: bool = False
 
 
 # --------------------------------------------------------------------------------------------------------- widget
@@ -483,10 +485,15 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._trainingOutput = output
         self.curve.watch(output)  # a previous run's plot is not shown
         self._trainingLog = []
+        initialModel = self._selectedModel() if parameters.fineTune else None
+        if parameters.fineTune and initialModel is None:
+            self._showError(_("Select the model to fine-tune, or uncheck 'Fine-tune the selected model'."),
+                            _("Training failed"), self.ui.trainingStatusLabel)
+            return
         self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
                                                   parameters.trainingTask.value, parameters.epochs,
                                                   device=parameters.device.value, log=self._trainingLog.append,
-                                                  **self.trainingOptions),
+                                                  initialModel=initialModel, **self.trainingOptions),
                         self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainButton.setToolTip(_("Stop the training; the checkpoints written so far stay in the output "
