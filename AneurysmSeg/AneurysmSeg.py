@@ -86,7 +86,7 @@ class AneurysmSegParameterNode:
     outputSegmentation: existing segmentation to write into (a new one when empty); threshold: probability threshold
     (0.5 in the paper); batchSize: windows per network call; overlap: sliding-window overlap in voxels (64 in the
     paper); resultSegmentation/referenceSegmentation: what Evaluate compares; trainingFolder/trainingOutputFolder/
-    trainingConfig/iterations: what Train uses.
+    trainingConfig/iterations: what Train uses; fineTune: Train starts from the selected model's weights.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -102,6 +102,7 @@ class AneurysmSegParameterNode:
     trainingOutputFolder: Path
     trainingConfig: AneurysmSegTrainingConfig = AneurysmSegTrainingConfig.PAPER
     iterations: Annotated[int, WithinRange(1, 1000000)] = 200000
+    fineTune: bool = False
 
 
 # --------------------------------------------------------------------------------------------------------- widget
@@ -462,7 +463,12 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         self._trainingOutput = output
         self.curve.watch(output)  # a previous run's plot is not shown
         self._trainingLog = []
-        options = {"iterations": parameters.iterations, **self.trainingOptions}
+        try:
+            initialModel = self.models.fine_tuning_start(parameters.fineTune)
+        except ValueError as error:
+            self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
+            return
+        options = {"iterations": parameters.iterations, "initialModel": initialModel, **self.trainingOptions}
         self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
                                                   parameters.trainingConfig.value, device=parameters.device.value,
                                                   log=self._trainingLog.append, **options),

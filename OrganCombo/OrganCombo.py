@@ -485,10 +485,10 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._trainingOutput = output
         self.curve.watch(output)  # a previous run's plot is not shown
         self._trainingLog = []
-        initialModel = self._selectedModel() if parameters.fineTune else None
-        if parameters.fineTune and initialModel is None:
-            self._showError(_("Select the model to fine-tune, or uncheck 'Fine-tune the selected model'."),
-                            _("Training failed"), self.ui.trainingStatusLabel)
+        try:
+            initialModel = self.models.fine_tuning_start(parameters.fineTune)
+        except ValueError as error:
+            self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
             return
         self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
                                                   parameters.trainingTask.value, parameters.epochs,

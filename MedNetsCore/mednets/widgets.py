@@ -211,6 +211,16 @@ class ModelSelector:
         source = self.selected()
         return describe_source(source) if source is not None else empty_text
 
+    def fine_tuning_start(self, fine_tune: bool) -> Optional[Any]:
+        """The source a training run starts from: the selected one when 'Fine-tune the selected model' is checked,
+        None (a new network) otherwise. Raises ValueError when fine-tuning is asked for but nothing is selected."""
+        if not fine_tune:
+            return None
+        source = self.selected()
+        if source is None:
+            raise ValueError(_("Select the model to fine-tune, or uncheck 'Fine-tune the selected model'."))
+        return source
+
 
 class TrainingCurve:
     """Shows ``<output>/history.png`` (loss and validation metric, rewritten at each validation) in a label."""
