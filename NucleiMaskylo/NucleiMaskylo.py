@@ -105,6 +105,7 @@ class NucleiMaskyloParameterNode:
     trainingFolder: Path
     trainingOutputFolder: Path
     iterations: Annotated[int, WithinRange(1, 1000000)] = 2000
+    fineTune: bool = False  # Train starts from the selected model's weights
 
 
 # --------------------------------------------------------------------------------------------------------- widget
@@ -375,7 +376,12 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             self._showError(_("Choose a training folder with tiles (NuInsSeg layout; 'Add current case' writes "
                               "one)."), self.ui.trainingStatusLabel)
             return
-        options = dict(iterations=int(parameters.iterations), device=parameters.device.value)
+        try:
+            model = self.models.fine_tuning_start(parameters.fineTune)
+        except ValueError as error:
+            self._showError(str(error), self.ui.trainingStatusLabel)
+            return
+        options = dict(iterations=int(parameters.iterations), device=parameters.device.value, model=model)
         options.update(self.trainingOptions)
         self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output), **options),
                         self._onTrainingProgress, self._finishTraining)

@@ -168,3 +168,73 @@ def test_aneurysmseg_edit_add_finetune_and_rerun_is_closer_to_the_edit(module_wi
         truth = (phantom.labels == 1).astype(np.uint8)
         cases.append((mrml.new_volume_node(volume, slicer.mrmlScene, f"CTA case {seed}"), truth))
     _segmentation_loop(widget, slicer_runtime, tmp_path, cases, ["aneurysm"], iterations=150)
+
+
+# --------------------------------------------------------------------------------------------------- NucleiMaskylo
+def test_nucleimaskylo_edit_add_finetune_and_rerun_is_closer_to_the_edit(module_widget, slicer_runtime, tmp_path,
+                                                                        two_threads):
+    """Nuclei are instances: 'closer to the edit' is the aggregated Jaccard index (AJI) of the result against the
+    edited label map (the user's corrected instances). Both tiles train (NucleiMaskylo validates one tile in five, so
+    none of two). Measured (2 threads, machine shared): AJI 0.765 -> 0.807 and 0.605 -> 0.659, 60 iterations,
+    4.6 min in all under load."""
+    import slicer
+    from mednets import mrml
+    from mednets.image import Volume
+    from mednets.phantoms.he_nuclei import he_nuclei_phantom
+
+    widget = module_widget("NucleiMaskylo")
+    ui, parameters = widget.ui, widget._parameterNode
+    first = widget._selectedModel()
+    assert first is not None and "demo" in first.name.lower(), first
+    parameters.device = type(parameters.device)("cpu")
+    parameters.tileSize, parameters.overlap = 128, 48
+    output = tmp_path / "runs" / "fine-tuned"
+    ui.trainingFolderPathLineEdit.setCurrentPath(str(tmp_path / "tiles"))
+    ui.trainingOutputPathLineEdit.setCurrentPath(str(output))
+
+    def apply(volumeNode):
+        ui.inputSelector.setCurrentNode(volumeNode)
+        ui.applyButton.click()
+        _wait(slicer_runtime, widget.isRunning, 300)
+        return parameters.resultLabelmap
+
+    def aji(resultNode, edited):
+        reference = mrml.new_volume_node(edited[None].astype(np.int32), name="edit", node_class="label",
+                                         reference_node=resultNode)
+        metrics, _table = widget.logic.evaluate(resultNode, reference)
+        return float(metrics["aji"])
+
+    edits = []
+    for seed in (31, 32):
+        phantom = he_nuclei_phantom(seed, shape=(192, 192))
+        volumeNode = mrml.new_volume_node(Volume(phantom.image[None], spacing=(1.0, 0.00025, 0.00025)),
+                                          slicer.mrmlScene, f"HE tile {seed}", node_class="vector")
+        result = apply(volumeNode)
+        assert result is not None
+        edited = phantom.labels.astype(np.int32)
+        before = aji(result, edited)
+        slicer.util.updateVolumeFromArray(result, edited[None])  # the user's corrected instances
+        parameters.referenceLabelmap = None  # 'Add current case' then takes the (edited) result
+        ui.addCaseButton.click()
+        assert "Added" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+        edits.append((volumeNode, result, edited, before))
+
+    ui.fineTuneCheckBox.setChecked(True)
+    assert parameters.fineTune
+    widget.trainingOptions = {"iterations": 60, "seed": 0}
+    ui.trainButton.click()
+    _wait(slicer_runtime, widget.isTraining, 900)
+    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+    tuned = widget._selectedModel()
+    assert tuned.name != first.name and Path(tuned.path).parent == output, tuned
+    assert ui.modelComboBox.currentText == tuned.name
+
+    report = []
+    for volumeNode, editedNode, edited, before in edits:
+        rerun = apply(volumeNode)
+        assert rerun is not editedNode
+        np.testing.assert_array_equal(slicer.util.arrayFromVolume(editedNode)[0], edited)
+        report.append((volumeNode.GetName(), before, aji(rerun, edited)))
+    print("NucleiMaskylo fine-tune loop (60 iterations): "
+          + "; ".join(f"{name}: AJI to the edit {a:.3f} -> {b:.3f}" for name, a, b in report))
+    _assert_closer(report, 0.02)
