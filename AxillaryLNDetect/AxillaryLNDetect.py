@@ -103,6 +103,7 @@ class AxillaryLNDetectParameterNode:
     trainingFolder: Path
     trainingOutputFolder: Path
     iterations: Annotated[int, WithinRange(1, 1000000)] = 1000
+    fineTune: bool = False  # Train starts from the selected detector's networks
 
 
 # --------------------------------------------------------------------------------------------------------- widget
@@ -430,9 +431,15 @@ class AxillaryLNDetectWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for stage, curve in zip(("voi", "ln"), self.curves):
             curve.watch(output / stage)  # a previous run's plots are not shown
         self._trainingLog = []
+        try:
+            initialModel = self.models.fine_tuning_start(parameters.fineTune)
+        except ValueError as error:
+            self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
+            return
         self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
                                                   iterations=parameters.iterations, device=parameters.device.value,
-                                                  log=self._trainingLog.append, **self.trainingOptions),
+                                                  log=self._trainingLog.append, initialModel=initialModel,
+                                                  **self.trainingOptions),
                         self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
@@ -729,10 +736,13 @@ class AxillaryLNDetectLogic(ScriptedLoadableModuleLogic):  # noqa: F405
               configName: str = "paper", device: str = "auto", seed: int = 0, fineTune: bool = False,
               configChanges: Optional[dict] = None, validationFraction: float = 0.2,
               progress: Optional[ProgressCallback] = None, cancel: Optional[CancelCallback] = None,
-              log: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
+              log: Optional[Callable[[str], None]] = None, initialModel: Any = None) -> Dict[str, Any]:
         """Train both stages on a folder of annotated cases; returns ``{"voi": result, "ln": result}``.
 
         ``fineTune`` starts stage 2 from the trained VOI network (dropout 0.5), as in the paper's second variant.
+        ``initialModel`` (a detector name, source or LN checkpoint path) fine-tunes an existing detector instead: each
+        stage starts from that detector's network of the same stage, with the detector's own configuration
+        (``configName`` is then not used; ``configChanges`` still apply) and the paper's fine-tuning dropout.
         """
         from AxillaryLNDetectLib.cases import read_annotated_folder
         from AxillaryLNDetectLib.configs import get_config
@@ -744,18 +754,25 @@ class AxillaryLNDetectLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             raise ValueError(_("The training folder needs at least 2 annotated cases (one to train, one to "
                                "validate); it has {count}.").format(count=len(items)))
         validationCount = max(1, int(round(len(items) * validationFraction)))
-        config = get_config(configName)
+        start = None
+        if initialModel is not None:
+            from AxillaryLNDetectLib.models import load_detector
+
+            start = load_detector(initialModel, device="cpu", extra_folders=self.trainingOutputFolders)
+        config = start.config if start is not None else get_config(configName)
         if configChanges:
             config = config.replace(**configChanges)
         output = Path(outputFolder)
         results = {}
         voiResult, voiNetwork = train_stage("voi", items[validationCount:], items[:validationCount], config,
-                                            str(output / "voi"), iterations, seed, device=device,
-                                            progress=sub_progress(progress, 0.0, 0.5, "VOI: "), cancel=cancel, log=log)
+                                            str(output / "voi"), iterations, seed,
+                                            initial_network=start.voi.network if start is not None else None,
+                                            device=device, progress=sub_progress(progress, 0.0, 0.5, "VOI: "),
+                                            cancel=cancel, log=log)
         results["voi"] = voiResult
+        lnStart = start.ln.network if start is not None else (voiNetwork if fineTune else None)
         lnResult, _ln = train_stage("ln", items[validationCount:], items[:validationCount], config,
-                                    str(output / "ln"), iterations, seed,
-                                    initial_network=voiNetwork if fineTune else None, device=device,
+                                    str(output / "ln"), iterations, seed, initial_network=lnStart, device=device,
                                     progress=sub_progress(progress, 0.5, 1.0, "Lymph nodes: "), cancel=cancel,
                                     log=log)
         results["ln"] = lnResult

@@ -238,3 +238,85 @@ def test_nucleimaskylo_edit_add_finetune_and_rerun_is_closer_to_the_edit(module_
     print("NucleiMaskylo fine-tune loop (60 iterations): "
           + "; ".join(f"{name}: AJI to the edit {a:.3f} -> {b:.3f}" for name, a, b in report))
     _assert_closer(report, 0.02)
+
+
+# ------------------------------------------------------------------------------------------------ AxillaryLNDetect
+def _detection_f1(found_ras: np.ndarray, nodes_ras: np.ndarray, radii_mm: np.ndarray) -> float:
+    """F1 of detections against the edited nodes: a node is found when a detection lies within its radius (at least
+    5 mm); detections near no node are false positives."""
+    if len(found_ras) == 0 or len(nodes_ras) == 0:
+        return 0.0
+    distance = np.linalg.norm(found_ras[:, None, :] - nodes_ras[None, :, :], axis=-1)
+    near = distance <= np.maximum(radii_mm, 5.0)[None, :]
+    true_positives = int(near.any(axis=0).sum())
+    false_positives = int((~near.any(axis=1)).sum())
+    false_negatives = len(nodes_ras) - true_positives
+    return 2 * true_positives / (2 * true_positives + false_positives + false_negatives)
+
+
+def test_axillarylndetect_edit_add_finetune_and_rerun_is_closer_to_the_edit(module_widget, slicer_runtime, tmp_path,
+                                                                           two_threads):
+    """Detections are points: the user's edit deletes false positives and places the missed nodes (with their
+    short-axis diameter in the description); 'closer' is the F1 of the detections against the edited points. The
+    demo detector does poorly on these 4-mm phantoms (another grid than its training's), which leaves room to show
+    the tuning. Measured (2 threads, machine shared): F1 0.222 -> 0.500 (validation case) and 0.364 -> 0.800,
+    60 iterations per stage, 5.2 min in all under load."""
+    import slicer
+    from mednets import mrml
+    from mednets.image import Volume
+    from mednets.phantoms.axilla_ct import axilla_ct_phantom
+
+    widget = module_widget("AxillaryLNDetect")
+    ui, parameters = widget.ui, widget._parameterNode
+    first = widget._selectedModel()
+    assert first is not None and "demo" in first.name.lower(), first
+    parameters.device = type(parameters.device)("cpu")
+    output = tmp_path / "runs" / "fine-tuned"
+    ui.trainingFolderPathLineEdit.setCurrentPath(str(tmp_path / "cases"))
+    ui.trainingOutputPathLineEdit.setCurrentPath(str(output))
+
+    def apply(volumeNode):
+        ui.inputSelector.setCurrentNode(volumeNode)
+        ui.applyButton.click()
+        _wait(slicer_runtime, widget.isRunning, 300)
+        return parameters.resultPoints
+
+    edits = []
+    for seed in (31, 32):
+        case = axilla_ct_phantom(seed=seed, shape=(32, 48, 96), spacing=(4.0, 4.0, 4.0), node_diameter_mm=(8.0, 20.0))
+        volume = Volume(case.image, spacing=case.spacing, directions_ras=case.extra["directions_ras"])
+        volumeNode = mrml.new_volume_node(volume, slicer.mrmlScene, f"Axilla case {seed}")
+        nodes = volume.kji_to_ras(case.extra["centres_kji"])
+        diameters = np.asarray(case.extra["short_axis_mm"], dtype=float)
+        result = apply(volumeNode)
+        assert result is not None
+        before = _detection_f1(mrml.points_from_markups(result)[0], nodes, diameters / 2)
+        result.RemoveAllControlPoints()  # the user's correction: the true nodes, with their diameters
+        for index, (point, diameter) in enumerate(zip(nodes, diameters)):
+            result.AddControlPoint(*point)
+            result.SetNthControlPointDescription(index, f"diameter={diameter:.1f}")
+        parameters.referencePoints = result
+        ui.addCaseButton.click()
+        assert "cases" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+        edits.append((volumeNode, result, nodes, diameters, before))
+
+    ui.fineTuneCheckBox.setChecked(True)
+    assert parameters.fineTune
+    widget.trainingOptions = {"seed": 0}
+    parameters.iterations = 60
+    ui.trainButton.click()
+    _wait(slicer_runtime, widget.isTraining, 900)
+    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+    tuned = widget._selectedModel()
+    assert tuned.name != first.name and tuned.name == output.name, tuned
+    assert ui.modelComboBox.currentText == tuned.name
+
+    report = []
+    for volumeNode, editedNode, nodes, diameters, before in edits:
+        rerun = apply(volumeNode)
+        assert rerun is not editedNode and editedNode.GetNumberOfControlPoints() == len(nodes)
+        report.append((volumeNode.GetName(), before,
+                       _detection_f1(mrml.points_from_markups(rerun)[0], nodes, diameters / 2)))
+    print("AxillaryLNDetect fine-tune loop (60 iterations per stage): "
+          + "; ".join(f"{name}: F1 to the edited points {a:.3f} -> {b:.3f}" for name, a, b in report))
+    _assert_closer(report, 0.02)
