@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 EFFECT_MODULE = ROOT / "SegmentEditorMedNets" / "SegmentEditorMedNets.py"
 ORGANCOMBO = ROOT / "OrganCombo" / "OrganCombo.py"
+AXILLARY = ROOT / "AxillaryLNDetect" / "AxillaryLNDetect.py"
 SAMPLE = ROOT / "OrganCombo" / "Resources" / "SampleData"
 ORGANS = ["brain", "heart", "left kidney", "right kidney", "bladder"]
 
@@ -83,6 +84,7 @@ def effect(slicer_runtime, mrml_scene):
     from mednets.io import read_volume
 
     slicer_runtime.load_module(ORGANCOMBO)  # puts OrganComboLib on sys.path, as an installed module would
+    slicer_runtime.load_module(AXILLARY)
     slicer_runtime.load_module(EFFECT_MODULE)
     slicer.app.startupCompleted.emit()
     adaptor = slicer.qSlicerSegmentEditorEffectFactory.instance().effectByName("MedNets")
@@ -188,3 +190,43 @@ def test_missing_segment_is_reported_and_nothing_changes(effect, slicer_runtime)
 def test_module_self_test_runs(slicer_runtime, mrml_scene):
     slicer_runtime.load_module(EFFECT_MODULE)
     slicer_runtime.run_module_tests("SegmentEditorMedNets")
+
+
+def test_click_on_a_lymph_node_adds_that_node_with_the_lymph_node_network(effect):
+    """AxillaryLNDetect in the effect: its stage-2 network runs around the click (the click replaces the VOI stage);
+    the component at the click is added, on a CT phantom of the demo detector's grid (2 mm) that it never saw.
+    Measured: 472 voxels, Dice 0.885 to the clicked node, under 10 s."""
+    import slicer
+
+    from mednets import mrml
+    from mednets.image import Volume
+    from mednets.phantoms.axilla_ct import axilla_ct_phantom
+    from AxillaryLNDetectLib.demo import PHANTOM_GRID
+
+    python, adaptor = effect["effect"], effect["adaptor"]
+    case = axilla_ct_phantom(seed=977, **PHANTOM_GRID)
+    volume = Volume(case.image, spacing=case.spacing, directions_ras=case.extra["directions_ras"])
+    volumeNode = mrml.new_volume_node(volume, slicer.mrmlScene, "Axilla CT")
+    segmentation = mrml.new_segmentation_node(np.zeros(volume.shape, np.uint8), volumeNode,
+                                              [(1, "node", (1.0, 1.0, 0.0))], name="nodes")
+    editor = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+    editor.SetAndObserveSegmentationNode(segmentation)
+    editor.SetAndObserveSourceVolumeNode(volumeNode)
+    editor.SetSelectedSegmentID(segmentation.GetSegmentation().GetNthSegmentID(0))
+    adaptor.setParameterSetNode(editor)
+    modules = [method.module for method in python.methods]
+    python.methodComboBox.setCurrentIndex(modules.index("AxillaryLNDetect"))
+    assert python.structureComboBox.currentText == "lymph node"
+    python.regionComboBox.setCurrentIndex(python.regionComboBox.findData("point"))
+    python.radiusSpinBox.setValue(20.0)
+    sizes = np.bincount(case.labels.ravel())[1:]
+    target_label = int(np.argmax(sizes)) + 1  # the largest node
+    node = case.labels == target_label
+    added = python.applyAtPoint(volume.kji_to_ras(np.argwhere(node).mean(axis=0)))
+
+    labels, _ = mrml.labelmap_from_segmentation(segmentation, volumeNode)
+    found = labels > 0
+    assert added == found.sum() > 0, python.statusLabel.text
+    print(f"lymph node by click: {added} voxels, Dice to the true node {_dice(found, node):.3f}")
+    assert _dice(found, node) > 0.5, _dice(found, node)
+    assert not np.logical_and(found, (case.labels > 0) & ~node).any()  # only the clicked node

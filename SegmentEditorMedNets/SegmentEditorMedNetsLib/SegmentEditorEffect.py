@@ -224,7 +224,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         if method.whole_image:
             mask = method.segment(volume, structure, self._device())[k0:k1, j0:j1, i0:i1]
         else:  # the region plus the context the network needs, then the region's part
-            margin = method.context_voxels(self._device())
+            margin = method.context_voxels(self._device(), volume.spacing)
             start = [max(0, first - extra) for first, extra in zip(box[0], margin)]
             stop = [min(size, last + extra) for size, last, extra in zip(volume.shape, box[1], margin)]
             context = method.segment(volume.crop(start, stop), structure, self._device())

@@ -6,8 +6,8 @@ a boolean mask of one structure on that volume's grid. The effect crops the sour
 neighbourhood first; ``whole_image`` adapters need the whole image instead (GLIA-Net's global positioning branch
 looks at the whole head, so it runs on the whole CTA and the effect keeps the part inside the region).
 
-Not offered: AxillaryLNDetect (no bundled detector yet) and AdaptiveRecontour (it needs a planning/daily pair, not
-one image).
+AxillaryLNDetect runs its lymph-node (stage 2) network directly on the region: the user's box or click takes the
+place of the stage-1 VOI. Not offered: AdaptiveRecontour (it needs a planning/daily pair, not one image).
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class RegionMethod:
     whole_image: bool
     _structures: Callable[["RegionMethod", str], List[str]]
     _segment: Callable[["RegionMethod", Volume, str, str, Progress], np.ndarray]
-    _context: Callable[["RegionMethod", str], Tuple[int, int, int]] = lambda method, device: (0, 0, 0)
+    _context: Callable[["RegionMethod", str, Tuple[float, ...]], Tuple[int, int, int]] = \
+        lambda method, device, spacing: (0, 0, 0)
     _loaded: Dict[str, Tuple[Any, Any]] = field(default_factory=dict, repr=False)
 
     def is_available(self) -> bool:
@@ -63,10 +64,12 @@ class RegionMethod:
         """The structures the network segments (e.g. the organs of the loaded OrganCombo model)."""
         return self._structures(self, device)
 
-    def context_voxels(self, device: str = "cpu") -> Tuple[int, int, int]:
-        """Voxels of image around the region (K, J, I) the network needs to see to judge the region's voxels (half
-        its inference window: a patch network cut off at the region's edge would see padding instead of anatomy)."""
-        return self._context(self, device)
+    def context_voxels(self, device: str = "cpu", spacing: Tuple[float, ...] = (1.0, 1.0, 1.0)
+                       ) -> Tuple[int, int, int]:
+        """Voxels of image (K, J, I; ``spacing`` in mm) around the region that the network needs to see to judge the
+        region's voxels (half its inference window: a patch network cut off at the region's edge would see padding
+        instead of anatomy)."""
+        return self._context(self, device, tuple(float(s) for s in spacing))
 
     def segment(self, image: Volume, structure: str, device: str = "auto", progress: Progress = None) -> np.ndarray:
         """Boolean mask of ``structure`` on ``image``'s grid."""
@@ -81,7 +84,12 @@ _LOADERS = {
     "OrganCombo": lambda models, device: models.load_organcombo_model(None, device=device),
     "AneurysmSeg": lambda models, device: models.load_aneurysmseg_model(None, device=device),
     "NucleiMaskylo": lambda models, device: models.load_nuclei_model(None, device=device),
+    "AxillaryLNDetect": lambda models, device: _detector_and_config(models.load_detector(None, device=device)),
 }
+
+
+def _detector_and_config(detector: Any) -> Tuple[Any, Any]:
+    return detector, detector.config
 
 
 def _organs(method: RegionMethod, device: str) -> List[str]:
@@ -89,7 +97,7 @@ def _organs(method: RegionMethod, device: str) -> List[str]:
     return list(config.class_names)
 
 
-def _organ_context(method: RegionMethod, device: str) -> Tuple[int, int, int]:
+def _organ_context(method: RegionMethod, device: str, spacing: Tuple[float, ...]) -> Tuple[int, int, int]:
     _loaded, config = method.load(device)
     window = tuple(config.window_size or config.patch_size or (0, 0, 0))[-3:]
     return tuple(int(size) // 2 for size in (1,) * (3 - len(window)) + window)
@@ -128,13 +136,33 @@ def _segment_nuclei(method: RegionMethod, image: Volume, structure: str, device:
     return labels[np.newaxis] > 0
 
 
+def _lymph_node_context(method: RegionMethod, device: str, spacing: Tuple[float, ...]) -> Tuple[int, int, int]:
+    _detector, config = method.load(device)
+    half_window_mm = config.input_size / 2.0 * config.stage2_spacing  # the LN network's window at its spacing
+    return tuple(int(np.ceil(half_window_mm / size)) for size in spacing)
+
+
+def _segment_lymph_node(method: RegionMethod, image: Volume, structure: str, device: str, progress: Progress
+                        ) -> np.ndarray:
+    from AxillaryLNDetectLib.pipeline import single_stage_probability
+    from mednets.resampling import resample_to_reference
+
+    detector, config = method.load(device)
+    fine, probability = single_stage_probability(image, detector.ln.network, config, device=detector.ln.device,
+                                                 progress=progress)
+    found = Volume((probability >= config.ln_threshold).astype(np.uint8), ijk_to_ras=fine.ijk_to_ras)
+    return resample_to_reference(found, image, interpolator="nearest").array > 0
+
+
 METHODS: Tuple[RegionMethod, ...] = (
     RegionMethod("OrganCombo", "OrganCombo: organs (Combo loss network)", 3, False, _organs, _segment_organ,
                  _organ_context),
     RegionMethod("AneurysmSeg", "AneurysmSeg: aneurysms (GLIA-Net, CTA)", 3, True,
                  lambda method, device: ["aneurysm"], _segment_aneurysm),
     RegionMethod("NucleiMaskylo", "NucleiMaskylo: nuclei (Mask R-CNN, H&E)", 2, False,
-                 lambda method, device: ["nucleus"], _segment_nuclei, lambda method, device: (0, 64, 64)),
+                 lambda method, device: ["nucleus"], _segment_nuclei, lambda method, device, spacing: (0, 64, 64)),
+    RegionMethod("AxillaryLNDetect", "AxillaryLNDetect: lymph nodes (stage-2 3D U-Net, CT)", 3, False,
+                 lambda method, device: ["lymph node"], _segment_lymph_node, _lymph_node_context),
 )
 
 
