@@ -1,7 +1,7 @@
 """SegmentEditorMedNets: a hidden module that registers the "MedNets" Segment Editor effect at start-up.
 
 The effect itself is ``SegmentEditorMedNetsLib/SegmentEditorEffect.py``: it runs a SlicerMedNets network (OrganCombo,
-AneurysmSeg, NucleiMaskylo) inside a box or around a clicked point and adds the result to the selected segment.
+AneurysmSeg, NucleiMaskylo, AxillaryLNDetect) inside a box or around a clicked point and adds the result to the selected segment.
 """
 
 import os
@@ -21,12 +21,12 @@ class SegmentEditorMedNets(ScriptedLoadableModule):
         self.parent.hidden = True
         self.parent.helpText = _(
             "Registers the MedNets effect of the Segment Editor: run a SlicerMedNets network (OrganCombo organs, "
-            "AneurysmSeg aneurysms, NucleiMaskylo nuclei) inside a box or around a clicked point; what it finds is "
+            "AneurysmSeg aneurysms, NucleiMaskylo nuclei, AxillaryLNDetect lymph nodes) inside a box or around a clicked point; what it finds is "
             "added to the selected segment with the editor's undo, and other segments are never changed. Research "
             "use only, not for clinical use.")
         self.parent.acknowledgementText = _(
-            "Methods: see the OrganCombo, AneurysmSeg and NucleiMaskylo modules (Taghanaki et al. 2019 Combo loss; "
-            "Bo et al. 2021 GLIA-Net; Bukhari et al. 2025 MASKYLO). Part of SlicerMedNets (Apache-2.0).")
+            "Methods: see the OrganCombo, AneurysmSeg, NucleiMaskylo and AxillaryLNDetect modules (Taghanaki et al. "
+            "2019 Combo loss; Bo et al. 2021 GLIA-Net; Bukhari et al. 2025 MASKYLO; Altun et al., two-stage U-Net). Part of SlicerMedNets (Apache-2.0).")
         slicer.app.startupCompleted.connect(registerEditorEffect)
 
 
