@@ -65,6 +65,20 @@ class AxillaryLNDetect(ScriptedLoadableModule):  # noqa: F405
             "Method: H. C. Altun, G. Chlebus, C. Jacobs, H. Meine, B. van Ginneken, H. K. Hahn, Feasibility of "
             "end-to-end trainable two-stage U-Net for detection of axillary lymph nodes in contrast-enhanced CT based "
             "scans on sparse annotations. Part of SlicerMedNets (Apache-2.0).")
+        # The bundled CT phantom in File > Download Sample Data (registered once the application has started).
+        slicer.app.startupCompleted.connect(registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Offer the bundled CT axilla phantom (and its reference lymph nodes) in Slicer's Sample Data module, offline."""
+    try:
+        import SampleData
+    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
+        return
+    from mednets.sampledata import register_sample_data
+    from AxillaryLNDetectLib.samples import SAMPLES
+
+    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node
