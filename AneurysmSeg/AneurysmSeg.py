@@ -61,6 +61,20 @@ class AneurysmSeg(ScriptedLoadableModule):  # noqa: F405
         self.parent.acknowledgementText = _(
             "Method: Z.-H. Bo et al., Toward human intervention-free clinical diagnosis of intracranial aneurysm via "
             "deep neural network, Patterns 2 (2021) 100197. Part of SlicerMedNets (Apache-2.0).")
+        # The bundled CTA phantom in File > Download Sample Data (registered once the application has started).
+        slicer.app.startupCompleted.connect(registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Offer the bundled CTA head phantom (and its reference aneurysms) in Slicer's Sample Data module, offline."""
+    try:
+        import SampleData
+    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
+        return
+    from mednets.sampledata import register_sample_data
+    from AneurysmSegLib.samples import SAMPLES
+
+    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from slicer_test_runtime import module_test_names
@@ -39,6 +40,69 @@ def test_module_file_is_loaded_as_slicer_loads_it(slicer_runtime, mrml_scene):
     assert not module.icon.isNull()
     assert "AneurysmSeg" in slicer.selfTests
     assert str(MODULE_DIR) in sys.path
+
+
+def test_sample_data_is_offered_offline_with_checksums(slicer_runtime, mrml_scene, monkeypatch, tmp_path):
+    """At start-up the module registers its bundled CTA head phantom with Slicer's Sample Data module; the file://
+    sources download (copy) offline, match their SHA-256 and load as the seeded phantom and its 'aneurysm' segment.
+    The bundled demo weights run through the Logic on the sample, evaluated against the bundled reference."""
+    import hashlib
+    import types
+    import urllib.request
+
+    import slicer
+
+    registered = []
+
+    class SampleDataLogic:  # records what Slicer's SampleData.SampleDataLogic would receive
+        @staticmethod
+        def registerCustomSampleDataSource(**arguments):
+            registered.append(arguments)
+
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    module = slicer_runtime.load_module(MODULE_FILE)
+    slicer.app.startupCompleted.emit()
+
+    ours = [arguments for arguments in registered if arguments["sampleName"] == "AneurysmSegCTAPhantom"]
+    assert ours, registered
+    arguments = ours[-1]
+    assert arguments["category"] == "SlicerMedNets"
+    assert arguments["loadFileType"] == ["VolumeFile", "SegmentationFile"]
+    assert Path(arguments["thumbnailFileName"]).is_file()
+    loaded = []
+    for uri, fileName, checksum in zip(arguments["uris"], arguments["fileNames"], arguments["checksums"]):
+        assert uri.startswith("file://")
+        assert Path(uri[len("file://"):]).stat().st_size < 1_000_000  # small enough to bundle
+        copy = tmp_path / fileName
+        urllib.request.urlretrieve(uri, copy)  # what Slicer's SampleData does with the URI
+        assert checksum == "SHA256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
+        loaded.append(copy)
+    volumeNode = slicer.util.loadVolume(str(loaded[0]))
+    referenceNode = slicer.util.loadSegmentation(str(loaded[1]))
+
+    from mednets import mrml
+    from AneurysmSegLib.configs import ANEURYSM
+    from AneurysmSegLib.samples import SAMPLE_ANEURYSMS, reference_labels, sample_phantom, sample_volume
+
+    # the files hold what write_sample_files makes from the seed (python -m AneurysmSegLib.samples)
+    phantom = sample_phantom()
+    volume = sample_volume(phantom)
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(volumeNode), volume.array)
+    np.testing.assert_allclose(mrml.volume_from_node(volumeNode).ijk_to_ras, volume.ijk_to_ras, atol=1e-9)
+    segmentation = referenceNode.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert names == [ANEURYSM.name]
+    labels = mrml.case_from_nodes(volumeNode, referenceNode, names).label
+    np.testing.assert_array_equal(labels, reference_labels(phantom))
+
+    # the bundled demo weights on the sample, evaluated against the bundled reference
+    outputs = module.AneurysmSegLogic().run(volumeNode, device="cpu")
+    metrics, _table = module.AneurysmSegLogic().evaluate(outputs["segmentation"], referenceNode, volumeNode,
+                                                         riskMapNode=outputs["riskMap"])
+    # measured (CPU, 1 thread, 2026-12-01): both aneurysms found, no false positive, voxel DSC 0.82, AP 0.96
+    assert metrics["target"]["tp"] + metrics["target"]["fn"] == SAMPLE_ANEURYSMS
+    assert metrics["target"]["tp"] >= 1 and metrics["target"]["fp"] <= 1
+    assert metrics["voxel"]["dsc"] >= 0.6
 
 
 @pytest.mark.parametrize("testName", module_test_names(MODULE_FILE))
