@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from mednets.fileio import sha256_file
 
@@ -56,6 +56,9 @@ class SampleDataSet:
     files: Sequence[SampleFile]
     thumbnail: Optional[Path] = None
     category: str = SAMPLE_DATA_CATEGORY
+    #: Reader properties for ALL files of the entry (Slicer's ``loadFileProperties``), e.g. ``{"labelmap": True}`` to
+    #: load a ``.nrrd`` as a label map volume; files that need different properties go into separate entries.
+    load_file_properties: Optional[Mapping[str, Any]] = None
 
 
 def sample_data_arguments(sample: SampleDataSet) -> Dict[str, Any]:
@@ -74,7 +77,7 @@ def sample_data_arguments(sample: SampleDataSet) -> Dict[str, Any]:
             raise FileNotFoundError(f"the sample file '{path}' of sample '{sample.sample_name}' is missing")
         uris.append(path.as_uri())
         checksums.append(f"SHA256:{sha256_file(path)}")
-    return {
+    arguments = {
         "category": sample.category,
         "sampleName": sample.sample_name,
         "uris": uris,
@@ -84,6 +87,9 @@ def sample_data_arguments(sample: SampleDataSet) -> Dict[str, Any]:
         "loadFileType": [entry.load_file_type for entry in sample.files],
         "checksums": checksums,
     }
+    if sample.load_file_properties:  # only when given: Slicer's default is an empty dict
+        arguments["loadFileProperties"] = dict(sample.load_file_properties)
+    return arguments
 
 
 def register_sample_data(sample_data_logic: Any, samples: Iterable[SampleDataSet]) -> List[Dict[str, Any]]:

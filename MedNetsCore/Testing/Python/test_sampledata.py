@@ -56,3 +56,14 @@ def test_missing_file_and_unknown_type_are_named(tmp_path):
         sample_data_arguments(SampleDataSet("X", (SampleFile(tmp_path / "notes.txt", "X"),)))
     with pytest.raises(ValueError, match="no files"):
         sample_data_arguments(SampleDataSet("X", ()))
+
+
+def test_reader_properties_are_passed_only_when_given(tmp_path):
+    labels = tmp_path / "Phantom-labels.nrrd"
+    labels.write_bytes(b"label map bytes")
+    plain = sample_data_arguments(SampleDataSet("Plain", (SampleFile(labels, "Plain"),)))
+    assert "loadFileProperties" not in plain  # Slicer's default (no properties) stays in force
+    labelmap = sample_data_arguments(SampleDataSet("Labels", (SampleFile(labels, "Labels"),),
+                                                   load_file_properties={"labelmap": True}))
+    assert labelmap["loadFileProperties"] == {"labelmap": True}
+    assert labelmap["loadFileType"] == ["VolumeFile"]
