@@ -61,6 +61,21 @@ class NucleiMaskylo(ScriptedLoadableModule):  # noqa: F405
         self.parent.acknowledgementText = _(
             "Method: N. Bukhari, H. Munir, R. Haider, S. Hussain, MASKYLO: Hybrid Deep Learning Framework for "
             "Detection and Segmentation of HE Stained Histology Image (2025). Part of SlicerMedNets (Apache-2.0).")
+        # The bundled H&E phantom tile (and its reference nuclei) in File > Download Sample Data (registered once the
+        # application has started).
+        slicer.app.startupCompleted.connect(registerSampleData)
+
+
+def registerSampleData() -> None:
+    """Offer the bundled H&E phantom tile and its reference nuclei in Slicer's Sample Data module, offline."""
+    try:
+        import SampleData
+    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
+        return
+    from mednets.sampledata import register_sample_data
+    from NucleiMaskyloLib.samples import SAMPLES
+
+    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node
