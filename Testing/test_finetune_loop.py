@@ -65,10 +65,8 @@ def _mean_dice(labels: np.ndarray, reference: np.ndarray, count: int) -> float:
     return float(np.mean([dice(labels == k, reference == k) for k in range(1, count + 1)]))
 
 
-def _segmentation_loop(widget, slicer_runtime, tmp_path, cases, names, iterations: int, margin: float = 0.02):
-    """The loop for a panel whose result is a segmentation node (``parameters.resultSegmentation``): ``cases`` are
-    (volume node, true label map) pairs; returns [(case, mean Dice to the edit before, after)] and checks that the
-    re-run is closer to the edits (:func:`_assert_closer`)."""
+def _prepare_panel(widget, tmp_path: Path):
+    """CPU, a training folder and an output folder; returns (the selected bundled demo model, the output folder)."""
     ui, parameters = widget.ui, widget._parameterNode
     first = widget._selectedModel()
     assert first is not None and "demo" in first.name.lower(), first
@@ -76,12 +74,40 @@ def _segmentation_loop(widget, slicer_runtime, tmp_path, cases, names, iteration
     output = tmp_path / "runs" / "fine-tuned"
     ui.trainingFolderPathLineEdit.setCurrentPath(str(tmp_path / "cases"))
     ui.trainingOutputPathLineEdit.setCurrentPath(str(output))
+    return first, output
 
+
+def _apply(widget, slicer_runtime, volumeNode) -> None:
+    """Select the input and press Apply; wait for the background run."""
+    widget.ui.inputSelector.setCurrentNode(volumeNode)
+    widget.ui.applyButton.click()
+    _wait(slicer_runtime, widget.isRunning, 300)
+
+
+def _fine_tune(widget, slicer_runtime, first, output: Path, options: dict) -> None:
+    """Check 'Fine-tune the selected model', press 'Start training' and wait; the new model must be listed and
+    selected (its checkpoint in ``output``)."""
+    ui = widget.ui
+    ui.fineTuneCheckBox.setChecked(True)
+    assert widget._parameterNode.fineTune
+    widget.trainingOptions = dict(options)
+    ui.trainButton.click()
+    _wait(slicer_runtime, widget.isTraining, 900)
+    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
+    tuned = widget._selectedModel()
+    assert tuned.name != first.name and output in Path(tuned.path).parents, tuned
+    assert ui.modelComboBox.currentText == tuned.name
+
+
+def _segmentation_loop(widget, slicer_runtime, tmp_path, cases, names, iterations: int, margin: float = 0.02):
+    """The loop for a panel whose result is a segmentation node (``parameters.resultSegmentation``): ``cases`` are
+    (volume node, true label map) pairs; returns [(case, mean Dice to the edit before, after)] and checks that the
+    re-run is closer to the edits (:func:`_assert_closer`)."""
+    ui, parameters = widget.ui, widget._parameterNode
+    first, output = _prepare_panel(widget, tmp_path)
     edits = []
     for volumeNode, truth in cases:
-        ui.inputSelector.setCurrentNode(volumeNode)
-        ui.applyButton.click()
-        _wait(slicer_runtime, widget.isRunning, 300)
+        _apply(widget, slicer_runtime, volumeNode)
         result = parameters.resultSegmentation
         assert result is not None and result.GetName().startswith(volumeNode.GetName())
         before = _segment_labels(result, volumeNode, names)
@@ -93,21 +119,11 @@ def _segmentation_loop(widget, slicer_runtime, tmp_path, cases, names, iteration
         edits.append((volumeNode, result, edited, _mean_dice(before, edited, len(names))))
     assert f"the training folder has {len(cases)} cases" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
 
-    ui.fineTuneCheckBox.setChecked(True)
-    assert parameters.fineTune
-    widget.trainingOptions = {"iterations": iterations, "seed": 0}
-    ui.trainButton.click()
-    _wait(slicer_runtime, widget.isTraining, 900)
-    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
-    tuned = widget._selectedModel()
-    assert tuned.name != first.name and Path(tuned.path).parent == output, tuned
-    assert ui.modelComboBox.currentText == tuned.name
+    _fine_tune(widget, slicer_runtime, first, output, {"iterations": iterations, "seed": 0})
 
     report = []
     for volumeNode, editedNode, edited, diceBefore in edits:
-        ui.inputSelector.setCurrentNode(volumeNode)
-        ui.applyButton.click()
-        _wait(slicer_runtime, widget.isRunning, 300)
+        _apply(widget, slicer_runtime, volumeNode)
         rerun = parameters.resultSegmentation
         assert rerun is not editedNode  # a new node: the user's edited segmentation is kept as it is
         np.testing.assert_array_equal(_segment_labels(editedNode, volumeNode, names), edited)
@@ -184,18 +200,11 @@ def test_nucleimaskylo_edit_add_finetune_and_rerun_is_closer_to_the_edit(module_
 
     widget = module_widget("NucleiMaskylo")
     ui, parameters = widget.ui, widget._parameterNode
-    first = widget._selectedModel()
-    assert first is not None and "demo" in first.name.lower(), first
-    parameters.device = type(parameters.device)("cpu")
+    first, output = _prepare_panel(widget, tmp_path)
     parameters.tileSize, parameters.overlap = 128, 48
-    output = tmp_path / "runs" / "fine-tuned"
-    ui.trainingFolderPathLineEdit.setCurrentPath(str(tmp_path / "tiles"))
-    ui.trainingOutputPathLineEdit.setCurrentPath(str(output))
 
     def apply(volumeNode):
-        ui.inputSelector.setCurrentNode(volumeNode)
-        ui.applyButton.click()
-        _wait(slicer_runtime, widget.isRunning, 300)
+        _apply(widget, slicer_runtime, volumeNode)
         return parameters.resultLabelmap
 
     def aji(resultNode, edited):
@@ -219,15 +228,7 @@ def test_nucleimaskylo_edit_add_finetune_and_rerun_is_closer_to_the_edit(module_
         assert "Added" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
         edits.append((volumeNode, result, edited, before))
 
-    ui.fineTuneCheckBox.setChecked(True)
-    assert parameters.fineTune
-    widget.trainingOptions = {"iterations": 60, "seed": 0}
-    ui.trainButton.click()
-    _wait(slicer_runtime, widget.isTraining, 900)
-    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
-    tuned = widget._selectedModel()
-    assert tuned.name != first.name and Path(tuned.path).parent == output, tuned
-    assert ui.modelComboBox.currentText == tuned.name
+    _fine_tune(widget, slicer_runtime, first, output, {"iterations": 60, "seed": 0})
 
     report = []
     for volumeNode, editedNode, edited, before in edits:
@@ -268,17 +269,10 @@ def test_axillarylndetect_edit_add_finetune_and_rerun_is_closer_to_the_edit(modu
 
     widget = module_widget("AxillaryLNDetect")
     ui, parameters = widget.ui, widget._parameterNode
-    first = widget._selectedModel()
-    assert first is not None and "demo" in first.name.lower(), first
-    parameters.device = type(parameters.device)("cpu")
-    output = tmp_path / "runs" / "fine-tuned"
-    ui.trainingFolderPathLineEdit.setCurrentPath(str(tmp_path / "cases"))
-    ui.trainingOutputPathLineEdit.setCurrentPath(str(output))
+    first, output = _prepare_panel(widget, tmp_path)
 
     def apply(volumeNode):
-        ui.inputSelector.setCurrentNode(volumeNode)
-        ui.applyButton.click()
-        _wait(slicer_runtime, widget.isRunning, 300)
+        _apply(widget, slicer_runtime, volumeNode)
         return parameters.resultPoints
 
     edits = []
@@ -300,16 +294,9 @@ def test_axillarylndetect_edit_add_finetune_and_rerun_is_closer_to_the_edit(modu
         assert "cases" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
         edits.append((volumeNode, result, nodes, diameters, before))
 
-    ui.fineTuneCheckBox.setChecked(True)
-    assert parameters.fineTune
-    widget.trainingOptions = {"seed": 0}
-    parameters.iterations = 60
-    ui.trainButton.click()
-    _wait(slicer_runtime, widget.isTraining, 900)
-    assert "Training finished" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
-    tuned = widget._selectedModel()
-    assert tuned.name != first.name and tuned.name == output.name, tuned
-    assert ui.modelComboBox.currentText == tuned.name
+    parameters.iterations = 60  # per stage
+    _fine_tune(widget, slicer_runtime, first, output, {"seed": 0})
+    assert widget._selectedModel().name == output.name  # a detector is named after its folder
 
     report = []
     for volumeNode, editedNode, nodes, diameters, before in edits:
