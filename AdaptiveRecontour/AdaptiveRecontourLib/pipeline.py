@@ -56,7 +56,14 @@ def normalise_ct(array: np.ndarray, hu_clip: Sequence[float] = (-1000.0, 1000.0)
 
 def affine_register(fixed: Volume, moving: Volume, iterations: int = 100, seed: int = 0,
                     sampling: float = 0.2) -> sitk.AffineTransform:
-    """Affine transform (LPS, resampling convention: fixed point -> moving point) of ``moving`` onto ``fixed``."""
+    """Affine transform (LPS, resampling convention: fixed point -> moving point) of ``moving`` onto ``fixed``.
+
+    Deterministic for a given ``seed`` (>= 0): the metric's random sample is seeded with ``seed + 1`` because ITK's
+    seed 0 (``sitk.sitkWallClock``) means "seed from the clock". Passing 0 straight through made every run draw a
+    different sample, so the affine baseline and the training pairs changed from run to run (held-out affine DSC
+    0.640 vs 0.649 in two runs of the same code)."""
+    if int(seed) < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
     f = sitk.Cast(fixed.to_sitk(), sitk.sitkFloat32)
     m = sitk.Cast(moving.to_sitk(), sitk.sitkFloat32)
     f = sitk.Clamp(f, sitk.sitkFloat32, -1000.0, 1000.0)
@@ -66,7 +73,7 @@ def affine_register(fixed: Volume, moving: Volume, iterations: int = 100, seed: 
     method = sitk.ImageRegistrationMethod()
     method.SetMetricAsCorrelation()
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(float(sampling), int(seed))
+    method.SetMetricSamplingPercentage(float(sampling), int(seed) + 1)  # never sitkWallClock (0)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetOptimizerAsRegularStepGradientDescent(learningRate=2.0, minStep=1e-3,
                                                     numberOfIterations=int(iterations), relaxationFactor=0.6)
