@@ -205,6 +205,103 @@ class Adapter:
         if hasattr(models, "MODELS"):
             monkeypatch.setattr(models.MODELS, "catalogue_path", path)
 
+    # ------------------------------------------------------------------------------------------------- training
+    def add_training_cases(self, logic, scene, folder: Path) -> None:
+        """Two tiny labelled cases (one for AdaptiveRecontour: a planning/daily pair), written to ``folder`` by the
+        module's own 'Add current case to training set' (``Logic.addCaseToTrainingSet``) from nodes of ``scene``."""
+        from mednets import mrml
+        from mednets.image import Volume
+        from mednets.phantoms import KJI_LPS_DIRECTIONS
+
+        if self.name == "OrganCombo":
+            from OrganComboLib.configs import get_config
+
+            names = get_config("pet").class_names
+            for seed in range(2):
+                rng = np.random.default_rng(seed)
+                image = rng.gamma(2.0, 0.5, size=(16, 16, 16)).astype(np.float32)
+                labels = np.zeros((16, 16, 16), np.uint8)
+                for organ in range(1, len(names) + 1):
+                    k, j, i = rng.integers(2, 12, size=3)
+                    labels[k:k + 3, j:j + 3, i:i + 3] = organ
+                image += 4.0 * (labels > 0)
+                node = mrml.new_volume_node(Volume(image, spacing=(4.0, 4.0, 4.0)), scene, f"PET {seed}")
+                segments = [(value, name, (1.0, 0.0, 0.0)) for value, name in enumerate(names, start=1)]
+                segmentation = mrml.new_segmentation_node(labels, node, segments, scene=scene, name=f"Organs {seed}")
+                logic.addCaseToTrainingSet(node, segmentation, folder)
+        elif self.name == "AxillaryLNDetect":
+            from mednets.phantoms.axilla_ct import axilla_ct_phantom
+
+            for seed in (21, 22):
+                case = axilla_ct_phantom(seed=seed, shape=(32, 48, 96), spacing=(4.0, 4.0, 4.0),
+                                         node_diameter_mm=(8.0, 20.0))
+                volume = Volume(case.image, spacing=case.spacing, directions_ras=case.extra["directions_ras"])
+                node = mrml.new_volume_node(volume, scene, f"Axilla {seed}")
+                points = mrml.new_point_list_node(volume.kji_to_ras(case.extra["centres_kji"]),
+                                                  descriptions=[f"diameter={d:.1f}" for d in
+                                                                case.extra["short_axis_mm"]],
+                                                  scene=scene, name=f"Reference nodes {seed}")
+                logic.addCaseToTrainingSet(node, points, folder)
+        elif self.name == "AneurysmSeg":
+            from AneurysmSegLib.configs import ANEURYSM
+            from mednets.phantoms.cta_head import cta_head_phantom
+            from mednets.terminology import segment_specs
+
+            for seed in (1, 2):
+                phantom = cta_head_phantom(shape=(32, 40, 40), spacing=(2.0, 2.0, 2.0), seed=seed,
+                                           aneurysm_diameter_mm=(6.0, 10.0))
+                volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=KJI_LPS_DIRECTIONS)
+                node = mrml.new_volume_node(volume, scene, f"CTA {seed}")
+                segmentation = mrml.new_segmentation_node((phantom.labels == 1).astype(np.uint8), node,
+                                                          segment_specs([ANEURYSM]), scene=scene,
+                                                          name=f"Aneurysm {seed}")
+                logic.addCaseToTrainingSet(node, segmentation, folder)
+        elif self.name == "NucleiMaskylo":
+            from mednets.phantoms.he_nuclei import he_nuclei_phantom
+
+            for seed in (60, 61):
+                phantom = he_nuclei_phantom(seed, shape=(64, 64))
+                node = mrml.new_volume_node(Volume(phantom.image[None]), scene, f"Tile {seed}", node_class="vector")
+                labels = mrml.new_volume_node(phantom.labels[None].astype(np.int32), scene, f"Nuclei {seed}",
+                                              node_class="label", reference_node=node)
+                logic.addCaseToTrainingSet(node, labels, folder)
+        elif self.name == "AdaptiveRecontour":
+            testClass = sys.modules["AdaptiveRecontour"].AdaptiveRecontourTest
+            planning, planningSegmentation, daily, dailySegmentation = testClass.phantomNodes(seed=904)
+            logic.addCaseToTrainingSet(planning, planningSegmentation, daily, dailySegmentation, folder)
+        else:
+            raise KeyError(self.name)
+
+    def train(self, logic, folder: Path, output: Path, cancel: Optional[Callable] = None) -> Any:
+        """The Logic's blocking training on CPU with the tiny settings of the module's own training tests."""
+        if self.name == "OrganCombo":
+            changes = dict(patch_size=(16, 16, 16), window_size=(16, 16, 16), window_stride=(16, 16, 16),
+                           patches_per_organ=1, background_patches=1, batch_size=1)
+            return logic.train(folder, output, iterations=4, validationFraction=0.5, device="cpu",
+                               configChanges=changes, modelOverrides={"base_channels": 2}, cancel=cancel)
+        if self.name == "AxillaryLNDetect":
+            changes = {"model_overrides": {"widths": (2, 4, 8)}, "input_size": 48, "inference_size": 64,
+                       "stage1_spacing": 8.0, "stage2_spacing": 4.0, "voi_opening_size": 3, "shell_size": 3,
+                       "training": {"iterations": 2, "batch_size": 2, "foreground_fraction": 0.5,
+                                    "optimizer": {"name": "adam", "lr": 1e-3},
+                                    "schedule": {"name": "plateau", "factor": 0.5, "patience": 10},
+                                    "validate_every": 2, "early_stopping_patience": 50, "monitor": "jaccard",
+                                    "mode": "max", "augmentation": {"rotation_sd_deg": 5.0, "zoom_range": 0.2,
+                                                                    "flip_sagittal": True, "noise_sd_hu": 5.0}}}
+            return logic.train(folder, output, iterations=2, device="cpu", configChanges=changes, cancel=cancel)
+        if self.name == "AneurysmSeg":
+            changes = dict(model_overrides={"widths": (4, 8, 16, 32), "global_channels": 8}, patch_size=(16, 16, 16),
+                           global_size=(16, 16, 16), window_overlap=(8, 8, 8), jitter=4, batch_size=2)
+            return logic.train(folder, output, iterations=4, validateEvery=2, device="cpu", configChanges=changes,
+                               cancel=cancel)
+        if self.name == "NucleiMaskylo":
+            return logic.train(folder, output, iterations=2, device="cpu", cancel=cancel,
+                               recipe={"micro_batch": 2, "batch_size": 2, "tile_size": 64})
+        if self.name == "AdaptiveRecontour":
+            return logic.train(folder, output, iterations=2, device="cpu", cancel=cancel, filters=(4, 6, 8),
+                               patch_size=48)
+        raise KeyError(self.name)
+
     def limit_voxels(self, monkeypatch, limit: int) -> None:
         """Lower the module's largest accepted input (instead of allocating gigabytes)."""
         inputs = importlib.import_module(f"{self.lib}.inputs")

@@ -13,12 +13,17 @@ test_training_interrupted_at_a_random_point_then_resumed below checks it through
 (OrganComboLib.training.train, a tiny configuration, 6 iterations): cancelled at a random iteration, and SIGKILLed in a
 subprocess; both resumed runs end with exactly the weights of the uninterrupted run.
 
+Training cancelled is checked for every module through its own Logic (``train_cancel``): a tiny training folder written
+by ``Logic.addCaseToTrainingSet``, ``Logic.train`` cancelled at two seeded random polls; OperationCancelled, the scene
+and the case files unchanged, and every file left in the output folder whole (checkpoints listed as models load).
+
 The summary table (module x case -> pass/FAIL) is printed at the end of the session by conftest.py.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -559,3 +564,91 @@ def test_training_interrupted_at_a_random_point_then_resumed(module, case, tmp_p
     assert reference.keys() == resumed.keys()
     for name in reference:
         assert torch.equal(reference[name], resumed[name]), name
+
+
+# ------------------------------------------------------------------------------------------- training, every module
+@pytest.fixture
+def one_thread():
+    """Training on one thread (the suite shares the machine's cores); the previous setting is restored."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _folder_hashes(folder: Path) -> Dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _model_key(model) -> Tuple[str, str]:
+    stage = getattr(model, "ln", None)  # AxillaryLNDetect lists detectors (a VOI + LN checkpoint pair)
+    path = getattr(model, "path", None) or getattr(stage, "path", None) or ""
+    return str(getattr(model, "name", model)), str(path)
+
+
+@pytest.mark.parametrize("module, case", _params(["train_cancel"], "logic"))
+def test_logic_training_cancelled_at_a_random_point(module, case, slicer_runtime, mrml_scene, tmp_path, one_thread):
+    """Issue 9: ``Logic.train`` (a tiny configuration) cancelled at a random poll of its cancel callback raises
+    OperationCancelled; the scene, the training folder's case files and the model list are as before, and whatever
+    the cancelled run left in its output folder is complete (checkpoints load; no temporary files)."""
+    from mednets.progress import OperationCancelled
+
+    adapter = ADAPTERS[module]
+    logic = adapter.logic(slicer_runtime)
+    folder = tmp_path / "training cases"
+    adapter.add_training_cases(logic, mrml_scene, folder)
+    cases = _folder_hashes(folder)
+    assert cases, "no training case was written"
+    polls: List[int] = []  # an uninterrupted run (its own Logic, its own output folder): how often it polls
+    adapter.train(adapter.logic(slicer_runtime), folder, tmp_path / "uninterrupted",
+                  cancel=lambda: polls.append(1) and False)
+    assert polls, "the training never asked whether to cancel"
+
+    before = scene_snapshot(mrml_scene)
+    models = {_model_key(model) for model in logic.availableModels()}
+    rng = np.random.default_rng(sum(map(ord, module)) + 9)
+    half = max(1, len(polls) // 2)  # one stop in each half of the run (one only if it polls once)
+    stops = sorted({int(rng.integers(1, half + 1)), int(rng.integers(min(half + 1, len(polls)), len(polls) + 1))})
+    for stop in stops:
+        seen: List[int] = []
+
+        def cancel():
+            seen.append(1)
+            return len(seen) >= stop
+
+        output = tmp_path / f"cancelled at {stop}"
+        with pytest.raises(OperationCancelled):
+            adapter.train(logic, folder, output, cancel=cancel)
+        assert len(seen) == stop, f"training went on polling after the cancel ({len(seen)} polls, cancelled at {stop})"
+        assert_scene_unchanged(before, scene_snapshot(mrml_scene))
+        assert _folder_hashes(folder) == cases, "the training folder's case files changed"
+        _assert_complete_outputs(output)
+        added = [model for model in logic.availableModels() if _model_key(model) not in models]
+        for model in added:  # a checkpoint the cancelled run saved and lists must load as a complete model
+            logic.loadModel(model, device="cpu")
+        print(f"{module}: cancelled at poll {stop} of {len(polls)}; left "
+              f"{sorted(_folder_hashes(output)) if output.exists() else []}; {len(added)} new model(s) listed")
+
+
+def _assert_complete_outputs(output: Path) -> None:
+    """Every file a cancelled run left is whole: no temporary files, checkpoints and training state load."""
+    import torch
+    from safetensors import safe_open
+
+    if not output.exists():
+        return
+    leftovers = [path for path in output.rglob("*") if path.is_file()]
+    temporary = [path.name for path in leftovers if path.name.startswith(".")]
+    assert not temporary, f"temporary (partial) files left behind: {temporary}"
+    for path in leftovers:
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as handle:  # the header and every tensor
+                for name in handle.keys():
+                    handle.get_tensor(name)
+        elif path.suffix == ".pt":
+            torch.load(str(path), map_location="cpu", weights_only=True)
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
