@@ -4,6 +4,7 @@ Bar (issue 7): the mean DSC (prostate, seminal vesicles, rectum, bladder) of the
 network's DVF exceeds that of the affine-only contours by >= 0.05, with a folding fraction < 1 %. Configuration
 ``cpu_jrs_reg`` (48^3 patches at 3 mm, filters 8/16/32, RAdam 1e-2, 1000 iterations); the paper's full configuration
 is the training default. The toy-shift test below checks the sign and units of the whole training/inference path.
+Both tests run on exactly 2 threads (the numerics depend on the thread count) and restore the caller's count.
 """
 
 import os
@@ -26,14 +27,23 @@ TRAIN_SEEDS = tuple(range(100, 106))
 HELD_OUT = (900, 901, 902)
 
 
+@pytest.fixture(autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("ADAPTIVERECONTOUR_LEARNING_TEST") != "1",
-                    reason="bar not reached yet (2026-12-01, shared 2-core CPU, load ~8): this configuration "
-                           "(cpu_jrs_reg: 48^3 at 3 mm, lr 1e-2, 1000 iterations) gave warped 0.485 vs affine 0.653 "
-                           "through train_network (23 min), although a plain loop with the same step reached 0.732 vs "
-                           "0.643; see the README status. Set ADAPTIVERECONTOUR_LEARNING_TEST=1 to run it")
+                    reason="bar not reached (2026-12-01): the recipe is seed-dependent. With the affine made "
+                           "deterministic, cpu_jrs_reg (48^3 at 3 mm, RAdam 1e-2, 1000 iterations) through "
+                           "train_network gave warped 0.651 (seed 0) and 0.687 (seed 1) vs affine 0.650 on the "
+                           "held-out pairs, 1 thread, ~9.5 min each on a shared 2-core CPU; Adam 1e-2: 0.629 / 0.696. "
+                           "train_network and a plain loop are bitwise identical; see the README status. Set "
+                           "ADAPTIVERECONTOUR_LEARNING_TEST=1 to run it")
 def test_training_beats_affine_only():
-    torch.set_num_threads(2)
     config = get_config("cpu_jrs_reg")
     assert (config.model, config.patch_size, config.optimizer["lr"]) == (MODEL, PATCH, LR)
     started = time.monotonic()
@@ -56,7 +66,6 @@ def test_training_learns_a_one_voxel_shift_and_inference_applies_it():
     not learn it; at lr 1e-2 it does. Measured: DSC 0.789 -> 0.912, mean u_J 0.85, 25 s (2 threads, shared machine)."""
     from AdaptiveRecontourLib.demo import phantom_volumes
 
-    torch.set_num_threads(2)
     planning, labels, _, _, _ = phantom_volumes(100, 3.0)
     fixed = normalise_ct(planning.array)
     pair = TrainingPair(fixed, np.roll(fixed, 1, axis=1), labels, np.roll(labels, 1, axis=1), "toy-shift")
