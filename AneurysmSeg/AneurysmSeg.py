@@ -822,9 +822,10 @@ class AneurysmSegLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                                   model_overrides=dict(modelOverrides or {}), device=device, seed=seed,
                                   initial_weights=initialWeights,
                                   training_data=f"{len(cases)} cases from {trainingFolder}")
-        if str(outputFolder) not in self.trainingOutputFolders:
+        result = train(request, progress=progress, cancel=cancel, log=log)
+        if str(outputFolder) not in self.trainingOutputFolders:  # listed once finished (a cancelled run is not)
             self.trainingOutputFolders.append(str(outputFolder))
-        return train(request, progress=progress, cancel=cancel, log=log)
+        return result
 
 
 # ----------------------------------------------------------------------------------------------------------- test
