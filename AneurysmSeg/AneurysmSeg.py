@@ -67,14 +67,10 @@ class AneurysmSeg(ScriptedLoadableModule):  # noqa: F405
 
 def registerSampleData() -> None:
     """Offer the bundled CTA head phantom (and its reference aneurysms) in Slicer's Sample Data module, offline."""
-    try:
-        import SampleData
-    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
-        return
-    from mednets.sampledata import register_sample_data
+    from mednets.sampledata import register_with_slicer
     from AneurysmSegLib.samples import SAMPLES
 
-    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
+    register_with_slicer(SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node

@@ -71,14 +71,10 @@ class AxillaryLNDetect(ScriptedLoadableModule):  # noqa: F405
 
 def registerSampleData() -> None:
     """Offer the bundled CT axilla phantom (and its reference lymph nodes) in Slicer's Sample Data module, offline."""
-    try:
-        import SampleData
-    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
-        return
-    from mednets.sampledata import register_sample_data
+    from mednets.sampledata import register_with_slicer
     from AxillaryLNDetectLib.samples import SAMPLES
 
-    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
+    register_with_slicer(SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node
@@ -690,7 +686,7 @@ class AxillaryLNDetectLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     @staticmethod
     def createEvaluationNodes(metrics: Dict[str, dict], name: str) -> Tuple[Any, Any, Path]:
         """NEW metrics table, NEW FROC plot chart (one series per size group) and a PNG of the plot."""
-        from AxillaryLNDetectLib.pipeline import OPERATING_POINTS, metrics_rows
+        from AxillaryLNDetectLib.pipeline import metrics_rows
         from mednets.metrics.froc import plot_froc
 
         table = mrml.new_table_node(metrics_rows(metrics), scene=slicer.mrmlScene, name=name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Optional, Tuple, Union
@@ -68,14 +67,10 @@ class NucleiMaskylo(ScriptedLoadableModule):  # noqa: F405
 
 def registerSampleData() -> None:
     """Offer the bundled H&E phantom tile and its reference nuclei in Slicer's Sample Data module, offline."""
-    try:
-        import SampleData
-    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
-        return
-    from mednets.sampledata import register_sample_data
+    from mednets.sampledata import register_with_slicer
     from NucleiMaskyloLib.samples import SAMPLES
 
-    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
+    register_with_slicer(SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node

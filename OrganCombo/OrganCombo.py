@@ -65,14 +65,10 @@ class OrganCombo(ScriptedLoadableModule):  # noqa: F405
 
 def registerSampleData() -> None:
     """Offer the bundled PET phantom (and its reference organs) in Slicer's Sample Data module, offline."""
-    try:
-        import SampleData
-    except ImportError:  # no Sample Data module (e.g. Slicer started with a module subset)
-        return
-    from mednets.sampledata import register_sample_data
+    from mednets.sampledata import register_with_slicer
     from OrganComboLib.samples import SAMPLES
 
-    register_sample_data(SampleData.SampleDataLogic, SAMPLES)
+    register_with_slicer(SAMPLES)
 
 
 # ------------------------------------------------------------------------------------------------ parameter node

@@ -69,37 +69,16 @@ def test_sample_data_is_offered_offline_with_checksums(slicer_runtime, mrml_scen
     download (copy) offline, match their SHA-256 and load as the seeded phantom and its reference nodes (centre and
     ``diameter=<mm>`` per point). The demo detector run through the Logic on the sample finds its nodes: Evaluate
     against the bundled reference points gives the FROC."""
-    import hashlib
-    import types
-    import urllib.request
-
     import slicer
+    from slicer_test_runtime.sample_data import capture_sample_registrations, fetch_registered_files, registration
 
-    registered = []
-
-    class SampleDataLogic:  # records what Slicer's SampleData.SampleDataLogic would receive
-        @staticmethod
-        def registerCustomSampleDataSource(**arguments):
-            registered.append(arguments)
-
-    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    registered = capture_sample_registrations(monkeypatch)
     module = slicer_runtime.load_module(MODULE_FILE)
     slicer.app.startupCompleted.emit()
 
-    ours = [arguments for arguments in registered if arguments["sampleName"] == "AxillaryLNDetectCTPhantom"]
-    assert ours, registered
-    arguments = ours[-1]
-    assert arguments["category"] == "SlicerMedNets"
+    arguments = registration(registered, "AxillaryLNDetectCTPhantom")
     assert arguments["loadFileType"] == ["VolumeFile", "MarkupsFile"]
-    assert Path(arguments["thumbnailFileName"]).is_file()
-    loaded = []
-    for uri, fileName, checksum in zip(arguments["uris"], arguments["fileNames"], arguments["checksums"]):
-        assert uri.startswith("file://")
-        assert Path(uri[len("file://"):]).stat().st_size < 2_000_000  # small enough to bundle
-        copy = tmp_path / fileName
-        urllib.request.urlretrieve(uri, copy)  # what Slicer's SampleData does with the URI
-        assert checksum == "SHA256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
-        loaded.append(copy)
+    loaded = fetch_registered_files(arguments, tmp_path, max_bytes=2_000_000)
     volumeNode = slicer.util.loadVolume(str(loaded[0]))
     referenceNode = slicer.util.loadMarkups(str(loaded[1]))
 

@@ -8,7 +8,6 @@ Each test states what it measured; they run on the CPU with the bundled demo wei
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np

@@ -48,38 +48,20 @@ def test_sample_data_is_offered_offline_with_checksums(slicer_runtime, mrml_scen
     load, as SampleData loads them (IO manager, the entry's reader properties), as the seeded phantom: an RGB vector
     volume and an instance label map on the same grid. The demo weights run through the Logic on the tile, evaluated
     against the reference label map."""
-    import hashlib
-    import types
-    import urllib.request
-
     import slicer
     import vtk
+    from slicer_test_runtime.sample_data import capture_sample_registrations, fetch_registered_files, registration
 
-    registered = []
-
-    class SampleDataLogic:  # records what Slicer's SampleData.SampleDataLogic would receive
-        @staticmethod
-        def registerCustomSampleDataSource(**arguments):
-            registered.append(arguments)
-
-    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    registered = capture_sample_registrations(monkeypatch)
     module = slicer_runtime.load_module(MODULE_FILE)
     slicer.app.startupCompleted.emit()
 
     nodes = {}
     for sampleName in ("NucleiMaskyloHEPhantom", "NucleiMaskyloHEPhantomReference"):
-        ours = [arguments for arguments in registered if arguments["sampleName"] == sampleName]
-        assert ours, registered
-        arguments = ours[-1]
-        assert arguments["category"] == "SlicerMedNets"
+        arguments = registration(registered, sampleName)
         assert arguments["loadFileType"] == ["VolumeFile"]
-        assert Path(arguments["thumbnailFileName"]).is_file()
-        (uri,), (fileName,), (nodeName,) = arguments["uris"], arguments["fileNames"], arguments["nodeNames"]
-        assert uri.startswith("file://")
-        assert Path(uri[len("file://"):]).stat().st_size < 1_000_000  # small enough to bundle
-        copy = tmp_path / fileName
-        urllib.request.urlretrieve(uri, copy)  # what Slicer's SampleData does with the URI
-        assert arguments["checksums"] == ["SHA256:" + hashlib.sha256(copy.read_bytes()).hexdigest()]
+        (copy,) = fetch_registered_files(arguments, tmp_path, max_bytes=1_000_000)
+        (nodeName,) = arguments["nodeNames"]
         properties = dict(arguments.get("loadFileProperties", {}), fileName=str(copy), name=nodeName)
         loaded = vtk.vtkCollection()
         assert slicer.app.coreIOManager().loadNodes(arguments["loadFileType"][0], properties, loaded)

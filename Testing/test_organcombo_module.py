@@ -61,36 +61,16 @@ def test_module_file_is_loaded_as_slicer_loads_it(slicer_runtime, mrml_scene):
 def test_sample_data_is_offered_offline_with_checksums(slicer_runtime, mrml_scene, monkeypatch, tmp_path):
     """At start-up the module registers its bundled PET phantom with Slicer's Sample Data module; the file:// sources
     download (copy) offline, match their SHA-256 and load as the phantom and its five named organs."""
-    import hashlib
-    import types
-    import urllib.request
-
     import slicer
+    from slicer_test_runtime.sample_data import capture_sample_registrations, fetch_registered_files, registration
 
-    registered = []
-
-    class SampleDataLogic:  # records what Slicer's SampleData.SampleDataLogic would receive
-        @staticmethod
-        def registerCustomSampleDataSource(**arguments):
-            registered.append(arguments)
-
-    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=SampleDataLogic))
+    registered = capture_sample_registrations(monkeypatch)
     slicer_runtime.load_module(MODULE_FILE)
     slicer.app.startupCompleted.emit()
 
-    ours = [arguments for arguments in registered if arguments["sampleName"] == "OrganComboPETPhantom"]
-    assert ours, registered
-    arguments = ours[-1]
-    assert arguments["category"] == "SlicerMedNets"
+    arguments = registration(registered, "OrganComboPETPhantom")
     assert arguments["loadFileType"] == ["VolumeFile", "SegmentationFile"]
-    assert Path(arguments["thumbnailFileName"]).is_file()
-    loaded = []
-    for uri, fileName, checksum in zip(arguments["uris"], arguments["fileNames"], arguments["checksums"]):
-        assert uri.startswith("file://")
-        copy = tmp_path / fileName
-        urllib.request.urlretrieve(uri, copy)  # what Slicer's SampleData does with the URI
-        assert checksum == "SHA256:" + hashlib.sha256(copy.read_bytes()).hexdigest()
-        loaded.append(copy)
+    loaded = fetch_registered_files(arguments, tmp_path)
     volumeNode = slicer.util.loadVolume(str(loaded[0]))
     segmentationNode = slicer.util.loadSegmentation(str(loaded[1]))
 

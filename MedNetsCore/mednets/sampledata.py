@@ -18,7 +18,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from mednets.fileio import sha256_file
 
-__all__ = ["SAMPLE_DATA_CATEGORY", "SampleFile", "SampleDataSet", "sample_data_arguments", "register_sample_data"]
+__all__ = ["SAMPLE_DATA_CATEGORY", "SampleFile", "SampleDataSet", "sample_data_arguments", "register_sample_data",
+           "register_with_slicer"]
 
 #: The Sample Data section every SlicerMedNets module adds its samples to.
 SAMPLE_DATA_CATEGORY = "SlicerMedNets"
@@ -106,3 +107,13 @@ def register_sample_data(sample_data_logic: Any, samples: Iterable[SampleDataSet
         sample_data_logic.registerCustomSampleDataSource(**arguments)
         registered.append(arguments)
     return registered
+
+
+def register_with_slicer(samples: Iterable[SampleDataSet]) -> List[Dict[str, Any]]:
+    """What a module's ``registerSampleData`` (connected to ``slicer.app.startupCompleted``) does: hand ``samples``
+    to Slicer's Sample Data module. Without that module (Slicer started with a module subset) nothing happens."""
+    try:
+        import SampleData
+    except ImportError:
+        return []
+    return register_sample_data(SampleData.SampleDataLogic, samples)

@@ -67,3 +67,19 @@ def test_reader_properties_are_passed_only_when_given(tmp_path):
                                                    load_file_properties={"labelmap": True}))
     assert labelmap["loadFileProperties"] == {"labelmap": True}
     assert labelmap["loadFileType"] == ["VolumeFile"]
+
+
+def test_register_with_slicer_uses_the_sample_data_module_when_there_is_one(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from mednets.sampledata import register_with_slicer
+
+    (tmp_path / "A.nrrd").write_text("A")
+    samples = [SampleDataSet("A", [SampleFile(tmp_path / "A.nrrd", "A")])]
+    monkeypatch.setitem(sys.modules, "SampleData", None)  # Slicer started without the Sample Data module
+    assert register_with_slicer(samples) == []
+    calls = []
+    logic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **arguments: calls.append(arguments))
+    monkeypatch.setitem(sys.modules, "SampleData", types.SimpleNamespace(SampleDataLogic=logic))
+    assert [a["sampleName"] for a in register_with_slicer(samples)] == ["A"] == [c["sampleName"] for c in calls]
