@@ -14,7 +14,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK = 1
 # No wheel cache: the venv alone is ~5.6 GB (CUDA build of torch); a cached copy would double the disk it needs.
 export PIP_NO_CACHE_DIR = 1
 
-.PHONY: test demo venv bench screenshots clean
+.PHONY: test test-learning demo venv bench screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every module's learning test, including the `long` ones too long for CI (OrganCombo's issue bar: ~20 min on 2
+# idle cores; AdaptiveRecontour's: ~20 CPU-minutes on one thread).
+test-learning: $(STAMP)
+	MEDNETS_LONG_TESTS=1 $(PY) -m pytest $(PYTEST_ARGS) */Testing/Python/test_learning.py
 
 demo: $(DEMO_STAMP)
 	$(PY) Scripts/run_demo.py --output demo-output

@@ -82,6 +82,7 @@ class AdaptiveRecontourParameterNode:
     trainingFolder: Path
     trainingOutputFolder: Path
     iterations: Annotated[int, WithinRange(1, 1000000)] = 200
+    fineTune: bool = False
 
 
 # --------------------------------------------------------------------------------------------------------- widget
@@ -337,9 +338,15 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._showError(_("Choose a training folder holding planning/daily pairs."), _("Training failed"),
                             self.ui.trainingStatusLabel)
             return
+        try:
+            initialModel = self.models.fine_tuning_start(p.fineTune)
+        except ValueError as error:
+            self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
+            return
         self._trainingOutput = output
         self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output), iterations=p.iterations,
-                                                  device=p.device.value, **self.trainingOptions),
+                                                  device=p.device.value, initialModel=initialModel,
+                                                  **self.trainingOptions),
                         self._onTrainingProgress, self._finishTraining)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
@@ -531,12 +538,21 @@ class AdaptiveRecontourLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
     def train(self, trainingFolder, outputFolder, iterations: int = 200, configName: str = "cpu_small",
               device: str = "auto", progress: Optional[ProgressCallback] = None,
-              cancel: Optional[CancelCallback] = None, **overrides) -> str:
-        """Train on the pairs of a folder; returns the path of the new checkpoint (also listed among the models)."""
+              cancel: Optional[CancelCallback] = None, initialModel: Any = None, **overrides) -> str:
+        """Train on the pairs of a folder; returns the path of the new checkpoint (also listed among the models).
+
+        ``initialModel`` (a model name, source or checkpoint path) fine-tunes that model: training starts from its
+        weights with the configuration stored in its checkpoint (``configName`` is then not used; ``overrides``
+        still apply). The model itself is not changed; the result is a new checkpoint in ``outputFolder``.
+        """
         from AdaptiveRecontourLib.training import train_from_folder
 
+        start = {}
+        if initialModel is not None:
+            loaded, config = self.loadModel(initialModel, device="cpu")
+            start = {"initial_network": loaded.network, "initial_config": config}
         path = train_from_folder(trainingFolder, outputFolder, configName=configName, iterations=iterations,
-                                 device=device, progress=progress, cancel=cancel, **overrides)
+                                 device=device, progress=progress, cancel=cancel, **start, **overrides)
         if str(outputFolder) not in self.trainingOutputFolders:
             self.trainingOutputFolders.append(str(outputFolder))
         return str(path)

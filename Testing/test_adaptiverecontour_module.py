@@ -2,10 +2,7 @@
 
 Covers loading the module file as Slicer does, its own ``AdaptiveRecontourTest`` (logic level: a phantom pair in,
 a daily segmentation and a grid transform out, the metrics table) and a widget test (select the inputs, Apply, wait
-for the background job, check the new nodes; Evaluate; bad input). Until bundled demo weights exist, a small untrained
-checkpoint is written into a temporary user-model folder under the default model's name, so the pipeline runs end to
-end either way (the self-test only asserts what an identity-like deformation also gives: the warped contours, no
-folding).
+for the background job, check the new nodes; Evaluate; bad input), with the bundled demo weights.
 """
 
 from __future__ import annotations
@@ -25,37 +22,10 @@ MODULE_FILE = MODULE_DIR / "AdaptiveRecontour.py"
 CATALOGUE = MODULE_DIR / "Resources" / "Models" / "AdaptiveRecontourModels.json"
 
 
-def _write_small_checkpoint(folder: Path, name: str) -> Path:
-    if str(MODULE_DIR) not in sys.path:
-        sys.path.insert(0, str(MODULE_DIR))
-    import torch
-
-    from AdaptiveRecontourLib import build_model
-    from AdaptiveRecontourLib.configs import get_config
-    from AdaptiveRecontourLib.training import checkpoint_metadata
-    from mednets.checkpoints import save_checkpoint
-
-    config = get_config("cpu_small", filters=(4, 6, 8), spacing_mm=3.0)
-    torch.manual_seed(0)
-    network = build_model(config.model, **config.architecture_config())
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.safetensors"
-    save_checkpoint(path, network, checkpoint_metadata(config, "untrained test network"))
-    return path
-
-
 @pytest.fixture(autouse=True)
 def _models(tmp_path, monkeypatch):
-    """User models come from a temporary folder; without bundled weights it holds a small default-named network."""
-    cache = tmp_path / "mednets-cache"
-    monkeypatch.setenv("MEDNETS_CACHE_DIR", str(cache))
-    if not CATALOGUE.is_file():
-        from mednets.sources import user_models_dir
-
-        sys.path.insert(0, str(MODULE_DIR))
-        from AdaptiveRecontourLib.configs import DEFAULT_MODEL
-
-        _write_small_checkpoint(user_models_dir(cache), DEFAULT_MODEL)
+    """User models (e.g. trained in a test) go to a temporary folder; the bundled demo weights are used as they are."""
+    monkeypatch.setenv("MEDNETS_CACHE_DIR", str(tmp_path / "mednets-cache"))
 
 
 def test_module_file_is_loaded_as_slicer_loads_it(slicer_runtime, mrml_scene):

@@ -95,7 +95,7 @@ CONFIGS: Dict[str, RecontourConfig] = {
                                  optimizer={"name": "radam", "lr": 3e-3}, iterations=400),
     # JRS-reg at CPU scale: the configuration of the learning test and the demo weights (48^3 patches at 3 mm, RAdam
     # lr 1e-2: at 3e-3 the displacements grew too slowly to matter within a CPU budget; 1000 iterations).
-    "cpu_jrs_reg": RecontourConfig(model="jrs_reg", filters=(8, 16, 32), patch_size=48, spacing_mm=3.0,
+    "cpu_jrs_reg": RecontourConfig(model="jrs_reg", filters=(8, 16, 32), patch_size=64, spacing_mm=3.0,
                                    optimizer={"name": "radam", "lr": 1e-2}, iterations=1000, weighting="equal",
                                    output="registration"),
 }

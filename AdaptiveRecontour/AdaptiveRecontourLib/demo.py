@@ -7,10 +7,10 @@ Demo weights (``Resources/Models/adaptiverecontour_pelvis_demo.safetensors``) ar
 
 They use JRS-reg (the registration network trained with the joint NCC + DSC-R + bending-energy loss; equal loss
 weights, bending energy 0.5, RAdam, batch 2 doubled by swapping, patches sampled equally from targets / organs at
-risk / torso) at a CPU scale: filters (8, 16, 32) instead of (23, 45, 91), 48^3 patches instead of 96^3, 3 mm voxels
-instead of 1 mm and RAdam lr 1e-2 instead of 1e-4 (:data:`DEMO_CONFIG`). One run of it beat the affine baseline by
-0.09, but the outcome depends on the seed (README status: +0.001 and +0.037 for seeds 0 and 1), so no weights are
-bundled yet. The paper's best, Cross-stitch, has not been trained to a useful state on CPU. The paper's full
+risk / torso) at a CPU scale: filters (8, 16, 32) instead of (23, 45, 91), 64^3 patches instead of 96^3, 3 mm voxels
+instead of 1 mm and RAdam lr 1e-2 instead of 1e-4 (:data:`DEMO_CONFIG`). With 48^3 patches the outcome depended on the
+seed (+0.001 and +0.037 over the affine for seeds 0 and 1); with 64^3 patches the learning test's recipe gave +0.056
+and +0.110 (README status). The paper's best, Cross-stitch, has not been trained to a useful state on CPU. The paper's full
 configuration stays the default for training on real data. The best checkpoint is chosen on the validation seeds;
 the model card reports the separate test seeds.
 """

@@ -351,13 +351,23 @@ def pairs_from_volumes(items, config: RecontourConfig, affine_iterations: int = 
 
 
 def train_from_folder(folder, output_dir, configName: str = "cpu_small", iterations: Optional[int] = None,
-                      device: str = "auto", progress=None, cancel=None, seed: int = 0, **overrides) -> Path:
+                      device: str = "auto", progress=None, cancel=None, seed: int = 0,
+                      initial_network: Optional[torch.nn.Module] = None,
+                      initial_config: Optional[RecontourConfig] = None, **overrides) -> Path:
     """Train on a folder of pairs (:mod:`.data`); one pair in five (at least one, when there are two or more)
-    validates. Returns the path of ``model.safetensors``."""
+    validates. Returns the path of ``model.safetensors``.
+
+    ``initial_network`` with its ``initial_config`` (as :func:`.models.load_recontour_model` returns them): fine-tune
+    a copy of that network with that configuration (``configName`` is then not used; ``overrides`` still apply)."""
     from .configs import get_config
     from .data import list_pair_cases, read_pair_case
 
-    config = get_config(configName, **overrides)
+    if initial_network is not None:
+        config = dataclasses.replace(initial_config or RecontourConfig(), **overrides)
+        network = build_model(config.model, **config.architecture_config())
+        network.load_state_dict(initial_network.state_dict())  # a copy: the cached network stays as it was
+    else:
+        config, network = get_config(configName, **overrides), None
     names = list_pair_cases(folder)
     if not names:
         raise ValueError(f"no planning/daily pairs in '{folder}' (expected <case>_planning.nrrd, "
@@ -372,5 +382,5 @@ def train_from_folder(folder, output_dir, configName: str = "cpu_small", iterati
     iters = int(iterations if iterations is not None else config.iterations)
     train_network(config, train, val, output_dir=str(output_dir), iterations=iters,
                   validate_every=max(1, iters // 4) if val else 0, seed=seed, device=device, progress=progress,
-                  cancel=cancel, training_data=f"{len(pairs)} pairs from {folder}")
+                  cancel=cancel, network=network, training_data=f"{len(pairs)} pairs from {folder}")
     return Path(output_dir) / "model.safetensors"

@@ -1,8 +1,8 @@
 """How the robustness suite drives each module: a small valid input, its bad variants, the Logic call and the CLI call.
 
 Everything module-specific of ``test_robustness.py`` lives here, so the test bodies are the same for all five modules.
-Valid inputs are tiny (a few thousand voxels) and the weights are the module's bundled demo weights or the small
-untrained checkpoints its own tests write (AdaptiveRecontour has no bundled weights): the bad-input cases fail before
+Valid inputs are tiny (a few thousand voxels) and the weights are the module's bundled demo weights or
+small untrained checkpoints written here: the bad-input cases fail before
 inference, and the few cases that must run inference (valid input, oblique grid, cancel) stay fast.
 """
 

@@ -2,12 +2,13 @@
 
 Bar (issue 7): the mean DSC (prostate, seminal vesicles, rectum, bladder) of the planning contours warped by the
 network's DVF exceeds that of the affine-only contours by >= 0.05, with a folding fraction < 1 %. Configuration
-``cpu_jrs_reg`` (48^3 patches at 3 mm, filters 8/16/32, RAdam 1e-2, 1000 iterations); the paper's full configuration
+``cpu_jrs_reg`` (64^3 patches at 3 mm, filters 8/16/32, RAdam 1e-2, 1000 iterations); the paper's full configuration
 is the training default. The toy-shift test below checks the sign and units of the whole training/inference path.
-Both tests run on exactly 2 threads (the numerics depend on the thread count) and restore the caller's count.
+The numerics depend on the thread count: the learning test runs on 1 thread (as measured), the toy test on 2; both
+restore the caller's count.
 """
 
-import os
+import contextlib
 import time
 
 import numpy as np
@@ -21,29 +22,33 @@ from AdaptiveRecontourLib.training import TrainingPair, evaluate_pairs, train_ne
 
 MODEL = "jrs_reg"
 ITERATIONS = 1000
-PATCH = 48
+PATCH = 64
 LR = 1e-2
 TRAIN_SEEDS = tuple(range(100, 106))
 HELD_OUT = (900, 901, 902)
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
+@contextlib.contextmanager
+def torch_threads(count: int):
     previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("ADAPTIVERECONTOUR_LEARNING_TEST") != "1",
-                    reason="bar not reached (2026-12-01): the recipe is seed-dependent. With the affine made "
-                           "deterministic, cpu_jrs_reg (48^3 at 3 mm, RAdam 1e-2, 1000 iterations) through "
-                           "train_network gave warped 0.651 (seed 0) and 0.687 (seed 1) vs affine 0.650 on the "
-                           "held-out pairs, 1 thread, ~9.5 min each on a shared 2-core CPU; Adam 1e-2: 0.629 / 0.696. "
-                           "train_network and a plain loop are bitwise identical; see the README status. Set "
-                           "ADAPTIVERECONTOUR_LEARNING_TEST=1 to run it")
+@pytest.mark.long  # ~20 CPU-minutes: run by `make test-learning` (MEDNETS_LONG_TESTS=1), not in CI
+@pytest.mark.timeout(5400)  # a hang guard, not a timing target
 def test_training_beats_affine_only():
+    """Measured (1 thread, shared 2-core machine): warped 0.706 vs affine 0.650 (+0.056), folding 0, Jacobian
+    std 0.14, 42 min wall with two other jobs on the machine (~20 min of CPU). With seed 1 instead of 0: 0.760
+    (+0.110), folding 0. At 48^3 patches (the earlier configuration) the same seeds gave 0.651 and 0.687."""
+    with torch_threads(1):
+        _train_and_check()
+
+
+def _train_and_check() -> None:
     config = get_config("cpu_jrs_reg")
     assert (config.model, config.patch_size, config.optimizer["lr"]) == (MODEL, PATCH, LR)
     started = time.monotonic()
@@ -64,6 +69,11 @@ def test_training_learns_a_one_voxel_shift_and_inference_applies_it():
     too): JRS-reg must learn u_J = +1 (warped(p) = moving(p + u(p))), and whole-volume inference must apply it with
     the training's sign and units (both checked here end to end). The earlier diagnostic (lr 3e-3, 60 iterations) did
     not learn it; at lr 1e-2 it does. Measured: DSC 0.789 -> 0.912, mean u_J 0.85, 25 s (2 threads, shared machine)."""
+    with torch_threads(2):
+        _learn_one_voxel_shift()
+
+
+def _learn_one_voxel_shift() -> None:
     from AdaptiveRecontourLib.demo import phantom_volumes
 
     planning, labels, _, _, _ = phantom_volumes(100, 3.0)
