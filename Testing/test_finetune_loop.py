@@ -60,6 +60,18 @@ def _paint_truth(segmentationNode, volumeNode, truth: np.ndarray, names) -> None
                                                          segmentId, volumeNode)
 
 
+def _correct_and_add(widget, result, volumeNode, truth: np.ndarray, names):
+    """The user corrects the result segmentation (the truth painted in) and presses 'Add current case to training
+    set'; returns (the edited label map, the mean Dice of the result to the edit before the correction)."""
+    before = _segment_labels(result, volumeNode, names)
+    _paint_truth(result, volumeNode, truth, names)
+    edited = _segment_labels(result, volumeNode, names)
+    np.testing.assert_array_equal(edited, truth)
+    widget._parameterNode.referenceSegmentation = None  # 'Add current case' then takes the (edited) result
+    widget.ui.addCaseButton.click()
+    return edited, _mean_dice(before, edited, len(names))
+
+
 def _mean_dice(labels: np.ndarray, reference: np.ndarray, count: int) -> float:
     return float(np.mean([dice(labels == k, reference == k) for k in range(1, count + 1)]))
 
@@ -109,13 +121,7 @@ def _segmentation_loop(widget, slicer_runtime, tmp_path, cases, names, iteration
         _apply(widget, slicer_runtime, volumeNode)
         result = parameters.resultSegmentation
         assert result is not None and result.GetName().startswith(volumeNode.GetName())
-        before = _segment_labels(result, volumeNode, names)
-        _paint_truth(result, volumeNode, truth, names)  # the user's correction
-        edited = _segment_labels(result, volumeNode, names)
-        np.testing.assert_array_equal(edited, truth)
-        parameters.referenceSegmentation = None  # 'Add current case' then takes the (edited) result
-        ui.addCaseButton.click()
-        edits.append((volumeNode, result, edited, _mean_dice(before, edited, len(names))))
+        edits.append((volumeNode, result, *_correct_and_add(widget, result, volumeNode, truth, names)))
     assert f"the training folder has {len(cases)} cases" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
 
     _fine_tune(widget, slicer_runtime, first, output, {"iterations": iterations, "seed": 0})
@@ -339,15 +345,10 @@ def test_adaptiverecontour_edit_add_finetune_and_rerun_is_closer_to_the_edit(mod
             node.SetName(f"{node.GetName()} {seed}")
         result = apply(planningCT, planningSeg, dailyCT)
         assert result is not None and result.GetName().startswith(dailyCT.GetName())
-        before = _segment_labels(result, dailyCT, names)
         truth = _segment_labels(reference, dailyCT, names)
-        _paint_truth(result, dailyCT, truth, names)  # the user's correction
-        edited = _segment_labels(result, dailyCT, names)
-        np.testing.assert_array_equal(edited, truth)
-        parameters.referenceSegmentation = None  # 'Add current case' then takes the (edited) result
-        ui.addCaseButton.click()
+        edits.append(((planningCT, planningSeg, dailyCT), result,
+                      *_correct_and_add(widget, result, dailyCT, truth, names)))
         assert "Added the pair" in ui.trainingStatusLabel.text, ui.trainingStatusLabel.text
-        edits.append(((planningCT, planningSeg, dailyCT), result, edited, _mean_dice(before, edited, len(names))))
 
     parameters.iterations = 120
     _fine_tune(widget, slicer_runtime, first, output, {"seed": 0})
