@@ -19,7 +19,6 @@ from slicer_test_runtime import module_test_names
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = ROOT / "AdaptiveRecontour"
 MODULE_FILE = MODULE_DIR / "AdaptiveRecontour.py"
-CATALOGUE = MODULE_DIR / "Resources" / "Models" / "AdaptiveRecontourModels.json"
 
 
 @pytest.fixture(autouse=True)
