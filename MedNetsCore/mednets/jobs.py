@@ -1,4 +1,9 @@
-"""Background jobs for module widgets: compute in a worker thread, publish results on the GUI thread.
+"""Jobs for module widgets: :class:`ProcessJob` (a child process of the module's command line: what every panel and
+the Segment Editor effect use inside Slicer) and :class:`BackgroundJob` (a function in a worker thread or blocking).
+
+Panels use :class:`ProcessJob` only: in real Slicer a Python worker thread starves (see the comment above
+:class:`ProcessJob`). :class:`BackgroundJob` stays for batch code and for the test-only HarnessThreshold module;
+its description follows.
 
 Every SlicerMedNets widget runs long work (inference, training, evaluation) the same way, so that the interface never
 freezes and the user can cancel:
@@ -54,6 +59,11 @@ __all__ = [
     "JobState",
     "JobEvent",
     "BackgroundJob",
+    "ProcessJob",
+    "ProcessJobError",
+    "ProcessResult",
+    "job_folder",
+    "slicer_python_executable",
 ]
 
 
@@ -75,7 +85,7 @@ class JobState(str, enum.Enum):
 class JobEvent:
     """One thing that happened in a job, in the order it happened.
 
-    ``kind`` is ``"started"``, ``"progress"`` or a terminal kind: ``"finished"``, ``"failed"``, ``"cancelled"``.
+    ``kind`` is ``"started"``, ``"progress"``, ``"log"`` (a line a child process wrote) or a terminal kind: ``"finished"``, ``"failed"``, ``"cancelled"``.
     ``fraction`` is in [0, 1] for progress events (1.0 for ``"finished"``), ``None`` otherwise. ``error`` is the
     exception for ``"failed"`` and ``"cancelled"`` events.
     """
@@ -272,4 +282,462 @@ class BackgroundJob:
     @property
     def error(self) -> Optional[BaseException]:
         """The exception that ended the job (``OperationCancelled`` for a cancelled job), ``None`` otherwise."""
+        return self._error
+
+
+# ===================================================================================================== child processes
+#
+# Why a child process (REAL_SLICER_FACTS.md, "Python threads"): neither Slicer nor CTK turns on PythonQt's thread
+# support (PythonQt's PythonQtThreadSupport.cpp: _enableGILScope = false; no setEnableThreadSupport call anywhere in
+# Slicer or CTK), so Slicer's main thread keeps the GIL while Qt's event loop waits and a Python worker thread only
+# advances in the slivers when the main thread runs Python. Slicer's own heavy work runs in other processes (CLI
+# modules; SlicerTotalSegmentator / SlicerMONAIAuto3DSeg start ``PythonSlicer`` scripts). A :class:`ProcessJob` runs the
+# module's own command line (``PythonSlicer -m <Module>Lib ...`` in Slicer, ``sys.executable -m ...`` elsewhere) with
+# ``--progress json``: the child writes one JSON object per line on stdout (see :mod:`mednets.cli`).
+#
+# The child's stdout and stderr go to files in the job's private folder and are read by offset at each poll (a QTimer
+# tick). Reading a pipe would need either a reader thread (which starves under PythonQt, the very problem above) or
+# non-blocking pipes (not portable to Windows before Python 3.12); a file never blocks the child either, however much
+# it writes.
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, Mapping, Sequence, Union
+
+#: Seconds between terminate() and kill() when a job is cancelled (the issue's bound is 2 s for the child to end).
+CANCEL_GRACE_SECONDS = 1.0
+#: Lines of the child's stderr (and non-JSON stdout) kept for the error message of a failed job.
+LOG_TAIL_LINES = 200
+
+
+class ProcessJobError(RuntimeError):
+    """A child process ended with an error. ``returncode`` is its exit status (negative: killed by that signal),
+    ``lines`` the last lines it wrote; ``str(error)`` is one plain sentence for the panel."""
+
+    def __init__(self, message: str, returncode: Optional[int] = None, lines: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.lines = list(lines)
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    """What a finished child left: its private ``folder`` (inputs and outputs; removed by :meth:`ProcessJob.cleanup`),
+    the ``results`` objects it emitted (``{"type": "result", ...}`` lines, in order) and its ``log`` tail."""
+
+    folder: Path
+    results: List[Dict[str, Any]]
+    log: List[str]
+
+    @property
+    def last(self) -> Dict[str, Any]:
+        """The last result object (an empty dict when the command emitted none)."""
+        return self.results[-1] if self.results else {}
+
+
+def slicer_python_executable() -> str:
+    """The Python that runs the child: ``PythonSlicer`` inside 3D Slicer, ``sys.executable`` elsewhere.
+
+    Slicer's ``slicer.util.executePythonModule`` (Base/Python/slicer/util.py) finds it the same way: ``PythonSlicer``
+    is on ``PATH`` inside Slicer (``shutil.which``), else next to ``sys.executable``.
+    """
+    from mednets.dependencies import running_in_slicer
+
+    if running_in_slicer():
+        found = shutil.which("PythonSlicer")
+        if found:
+            return found
+        candidate = os.path.join(os.path.dirname(sys.executable), "PythonSlicer" + (".exe" if os.name == "nt" else ""))
+        if os.path.exists(candidate):
+            return candidate
+        raise ProcessJobError("Slicer's Python launcher 'PythonSlicer' was not found next to Slicer; the job cannot "
+                              "start. Please reinstall 3D Slicer.")
+    return sys.executable
+
+
+def package_search_path(*packages: str) -> List[str]:
+    """The folders that hold the named (already imported) packages, e.g. ``["OrganComboLib", "mednets"]`` ->
+    ``[".../OrganCombo", ".../MedNetsCore"]``: what the child's ``PYTHONPATH`` needs so that ``-m <Module>Lib`` and
+    ``import mednets`` work there (Slicer puts only module folders on ``sys.path``, and only in its own process)."""
+    folders: List[str] = []
+    for name in packages:
+        module = sys.modules.get(name)
+        if module is None:
+            module = __import__(name)
+        location = getattr(module, "__file__", None)
+        if location is None:
+            paths = list(getattr(module, "__path__", []))
+            if not paths:
+                raise ProcessJobError(f"cannot locate the package '{name}' for the job's process")
+            location = os.path.join(paths[0], "__init__.py")
+        folder = str(Path(location).resolve().parent.parent)
+        if folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+def child_environment(search_path: Sequence[str], extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The child's environment: Slicer's start-up environment inside Slicer (``slicer.util.startupEnvironment``, what
+    ``launchConsoleProcess`` uses: the launcher's own settings are set again by ``PythonSlicer``), ``os.environ``
+    elsewhere; ``search_path`` is put in front of ``PYTHONPATH``; output unbuffered, UTF-8."""
+    from mednets.dependencies import running_in_slicer
+
+    environment: Dict[str, str] = {}
+    if running_in_slicer():
+        try:
+            environment = dict(sys.modules["slicer"].util.startupEnvironment())
+        except Exception:  # noqa: BLE001 - an old Slicer without it: the current environment still works
+            environment = {}
+    if not environment:
+        environment = dict(os.environ)
+    existing = [p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p]
+    environment["PYTHONPATH"] = os.pathsep.join(list(search_path) + [p for p in existing if p not in search_path])
+    environment["PYTHONUNBUFFERED"] = "1"
+    environment["PYTHONIOENCODING"] = "utf-8"
+    environment.setdefault("MPLBACKEND", "Agg")
+    environment.update(extra or {})
+    return environment
+
+
+def job_folder(prefix: str) -> Path:
+    """A new private folder (mode 0700) for one job's inputs and outputs: under Slicer's temporary path inside Slicer,
+    the system's temporary folder elsewhere."""
+    base = None
+    slicer = sys.modules.get("slicer")
+    app = getattr(slicer, "app", None) if slicer is not None else None
+    if app is not None:
+        try:
+            base = str(app.temporaryPath)
+        except Exception:  # noqa: BLE001
+            base = None
+    if base:
+        os.makedirs(base, exist_ok=True)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in prefix) or "job"
+    return Path(tempfile.mkdtemp(prefix=f"MedNets-{safe}-", dir=base or None))
+
+
+class _LineReader:
+    """New complete lines of a growing file, read by offset (a partial last line waits for its newline)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def read(self, final: bool = False) -> List[str]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except OSError:
+            return []
+        self._offset += len(data)
+        data = self._partial + data
+        parts = data.split(b"\n")
+        self._partial = b"" if final else parts.pop()
+        return [part.decode("utf-8", errors="replace").rstrip("\r") for part in parts if part.strip() or not final]
+
+
+class ProcessJob:
+    """Run ``<python> -m <package> --progress json <args...>`` as a child process; same interface as
+    :class:`BackgroundJob` (``start``, ``poll``, ``done``, ``cancel``, ``wait``, ``result``), so
+    :class:`mednets.widgets.JobPoller` runs either.
+
+    Args:
+        package: the module's command-line package, e.g. ``"OrganComboLib"``.
+        args: the sub-command and its options, as a user would type them (the same command runs in batch).
+        folder: the job's private folder (see :func:`job_folder`); the child's ``stdout.log`` / ``stderr.log`` are
+            written there, inputs and outputs usually too. Removed by :meth:`cleanup` when ``owns_folder``.
+        search_path: folders for the child's ``PYTHONPATH`` (default: those holding ``package`` and ``mednets``).
+        environment: extra environment variables for the child.
+        name: shown in messages (default: ``package`` and the sub-command).
+
+    Protocol on the child's stdout (written by :mod:`mednets.cli` with ``--progress json``), one JSON object a line:
+    ``{"type": "progress", "fraction": f, "message": m}``, ``{"type": "log", "message": m}``,
+    ``{"type": "result", ...}`` (kept in :attr:`ProcessResult.results`), ``{"type": "error", "message": m}``.
+    Other lines (and stderr) are log lines. The job ends when the child exits: status 0 -> finished; after
+    :meth:`cancel` -> cancelled; otherwise failed, with the child's error line (or its last lines) as the message.
+    """
+
+    def __init__(self, package: str, args: Sequence[str], folder: Union[str, Path], *,
+                 search_path: Optional[Sequence[str]] = None, environment: Optional[Mapping[str, str]] = None,
+                 name: Optional[str] = None, owns_folder: bool = True,
+                 python: Optional[str] = None) -> None:
+        self.package = package
+        self.args = [str(a) for a in args]
+        self.folder = Path(folder)
+        self.search_path = list(search_path) if search_path is not None else None
+        self.environment = dict(environment or {})
+        self.name = name or f"{package} {self.args[0] if self.args else ''}".strip()
+        self.owns_folder = owns_folder
+        self.python = python
+        self.cancel_grace_seconds = CANCEL_GRACE_SECONDS
+        self._process: Optional[subprocess.Popen] = None
+        self._events: Deque[JobEvent] = collections.deque()
+        self._state = JobState.PENDING
+        self._cancel_requested = False
+        self._cancel_at: Optional[float] = None
+        self._killed = False
+        self._results: List[Dict[str, Any]] = []
+        self._errors: List[str] = []
+        self._log: Deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._error: Optional[BaseException] = None
+        self._started_at: Optional[float] = None
+        self._ended_at: Optional[float] = None
+        self._stdout: Optional[_LineReader] = None
+        self._stderr: Optional[_LineReader] = None
+        self._files: List[Any] = []
+        self.returncode: Optional[int] = None
+
+    def __repr__(self) -> str:
+        return f"<ProcessJob {self.name} {self._state.value}>"
+
+    @property
+    def command(self) -> List[str]:
+        """The child's command line (the executable is resolved when the job starts)."""
+        return [self.python or slicer_python_executable(), "-m", self.package, "--progress", "json", *self.args]
+
+    # ----------------------------------------------------------------------------------------------- running
+    def start(self) -> "ProcessJob":
+        """Start the child and return ``self`` at once. A child that cannot start fails the job (no exception)."""
+        if self._state is not JobState.PENDING:
+            raise RuntimeError(f"{self!r} was already started; create a new ProcessJob to run again")
+        self._state = JobState.RUNNING
+        self._started_at = time.monotonic()
+        self._events.append(JobEvent("started"))
+        self.folder.mkdir(parents=True, exist_ok=True)
+        out_path, err_path = self.folder / "stdout.log", self.folder / "stderr.log"
+        self._stdout, self._stderr = _LineReader(out_path), _LineReader(err_path)
+        try:
+            search_path = self.search_path if self.search_path is not None else package_search_path(
+                self.package, "mednets")
+            environment = child_environment(search_path, self.environment)
+            command = self.command
+            stdout, stderr = open(out_path, "wb"), open(err_path, "wb")
+            self._files = [stdout, stderr]
+            options: Dict[str, Any] = {}
+            if os.name == "nt":
+                options["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0) | getattr(
+                    subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+            else:
+                options["start_new_session"] = True  # its own process group: cancel ends its helpers too
+            self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                             env=environment, cwd=str(self.folder), **options)
+        except (OSError, ImportError, ProcessJobError) as error:
+            self._close_files()
+            self._end(JobState.FAILED, ProcessJobError(f"The job's process could not start: {error}"))
+        return self
+
+    def run_blocking(self, progress: Optional[ProgressCallback] = None, interval: float = 0.05) -> ProcessResult:
+        """Start (if needed), wait for the end while forwarding progress, and return the result (or raise)."""
+        if self._state is JobState.PENDING:
+            self.start()
+        while True:
+            finished = self.done
+            for event in self.poll():
+                if event.kind == "progress" and progress is not None:
+                    report(progress, event.fraction or 0.0, event.message)
+            if finished:
+                return self.result(timeout=0)
+            time.sleep(interval)
+
+    def _check(self) -> None:
+        """Read the child's new output; end the job if the child exited; escalate a pending cancel to kill."""
+        if self._state is not JobState.RUNNING or self._process is None:
+            return
+        self._read()
+        if self._cancel_at is not None and self._process.poll() is None:
+            if time.monotonic() - self._cancel_at >= self.cancel_grace_seconds and not self._killed:
+                self._signal(kill=True)
+        code = self._process.poll()
+        if code is None:
+            return
+        self.returncode = code
+        self._read(final=True)
+        self._close_files()
+        if self._cancel_requested:
+            self._end(JobState.CANCELLED, OperationCancelled())
+        elif code == 0:
+            self._end(JobState.FINISHED)
+        else:
+            self._end(JobState.FAILED, self._failure(code))
+
+    def _read(self, final: bool = False) -> None:
+        for line in self._stdout.read(final) if self._stdout else []:
+            self._handle_stdout(line)
+        for line in self._stderr.read(final) if self._stderr else []:
+            if line.strip():
+                self._log.append(line)
+                self._events.append(JobEvent("log", None, line))
+
+    def _handle_stdout(self, line: str) -> None:
+        text = line.strip()
+        message: Any = None
+        if text.startswith("{"):
+            try:
+                message = json.loads(text)
+            except ValueError:
+                message = None
+        if not isinstance(message, dict) or "type" not in message:
+            if text:
+                self._log.append(line)
+                self._events.append(JobEvent("log", None, line))
+            return
+        kind = message.get("type")
+        if kind == "progress":
+            self._events.append(JobEvent("progress", min(1.0, max(0.0, float(message.get("fraction", 0.0)))),
+                                         str(message.get("message", ""))))
+        elif kind == "result":
+            self._results.append({k: v for k, v in message.items() if k != "type"})
+        elif kind == "error":
+            self._errors.append(str(message.get("message", "")))
+            self._log.append(f"error: {message.get('message', '')}")
+        elif kind == "log":
+            self._log.append(str(message.get("message", "")))
+            self._events.append(JobEvent("log", None, str(message.get("message", ""))))
+
+    def _failure(self, code: int) -> ProcessJobError:
+        lines = list(self._log)
+        if self._errors:
+            message = self._errors[-1]
+        elif code < 0 or (os.name != "nt" and code in (137, 139)):
+            number = -code if code < 0 else code - 128
+            try:
+                signame = signal.Signals(number).name
+            except ValueError:
+                signame = f"signal {number}"
+            message = (f"The job's process was ended by {signame}"
+                       + (" (the operating system may have run out of memory)" if number == 9 else "")
+                       + ". Nothing was added to the scene.")
+        else:
+            tail = [line for line in lines if line.strip()][-3:]
+            message = f"The job's process failed (exit status {code})" + (": " + " | ".join(tail) if tail else ".")
+        return ProcessJobError(message, code, lines[-20:])
+
+    def _close_files(self) -> None:
+        for handle in self._files:
+            try:
+                handle.close()
+            except OSError:
+                pass
+        self._files = []
+
+    def _end(self, state: JobState, error: Optional[BaseException] = None) -> None:
+        self._state = state
+        self._error = error
+        self._ended_at = time.monotonic()
+        if state is JobState.FINISHED:
+            self._events.append(JobEvent("finished", 1.0, "Done"))
+        else:
+            self._events.append(JobEvent(state.value, None, str(error) or type(error).__name__, error))
+
+    # ----------------------------------------------------------------------------------------------- control
+    def cancel(self) -> None:
+        """End the child: terminate now, kill after :attr:`cancel_grace_seconds` (checked at each poll/wait)."""
+        if self._state is not JobState.RUNNING or self._cancel_requested:
+            return
+        self._cancel_requested = True
+        self._cancel_at = time.monotonic()
+        self._signal(kill=False)
+
+    def _signal(self, kill: bool) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        try:
+            if os.name != "nt":
+                os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            elif kill:
+                process.kill()
+            else:
+                process.terminate()
+        except (OSError, ProcessLookupError):
+            pass
+        self._killed = self._killed or kill
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the child ended (a pending cancel still escalates to kill); True once the job ended."""
+        if self._state is JobState.PENDING:
+            raise RuntimeError(f"{self!r} was never started")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.done:
+            self._check()
+            if self.done:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def cleanup(self) -> None:
+        """End the child if it still runs and remove the job's folder (when this job owns it)."""
+        if self._process is not None and self._process.poll() is None:
+            self._signal(kill=True)
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self._close_files()
+        if self.owns_folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    # ----------------------------------------------------------------------------------------------- reading
+    @property
+    def pid(self) -> Optional[int]:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def state(self) -> JobState:
+        self._check()
+        return self._state
+
+    @property
+    def done(self) -> bool:
+        self._check()
+        return self._state.terminal
+
+    @property
+    def running(self) -> bool:
+        return self.state is JobState.RUNNING
+
+    @property
+    def elapsed(self) -> float:
+        if self._started_at is None:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return end - self._started_at
+
+    @property
+    def log(self) -> List[str]:
+        """The last lines the child wrote (stderr, non-JSON stdout, log and error messages)."""
+        return list(self._log)
+
+    def poll(self) -> List[JobEvent]:
+        """Read the child's new output and return (and forget) the events since the last call. Never blocks."""
+        self._check()
+        events = list(self._events)
+        self._events.clear()
+        return events
+
+    def result(self, timeout: Optional[float] = None) -> ProcessResult:
+        """The :class:`ProcessResult` of a finished job; raises the job's error (:class:`ProcessJobError`,
+        ``OperationCancelled``), or ``TimeoutError`` if still running after ``timeout`` seconds."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"{self!r} still running after {timeout} s")
+        if self._error is not None:
+            raise self._error
+        return ProcessResult(self.folder, list(self._results), list(self._log))
+
+    @property
+    def error(self) -> Optional[BaseException]:
         return self._error

@@ -2,9 +2,10 @@
 
 Only module *widgets* import this file; the Logic, the CLI and the batch demo never do. The pieces:
 
-* :class:`JobPoller` runs a panel's background jobs (:class:`mednets.jobs.BackgroundJob`: segmentation, evaluation,
-  training) and polls them on one Qt timer, so the interface never freezes: progress events go to a callback, the
-  finished job to another, and the timer stops when nothing runs.
+* :class:`JobPoller` runs a panel's jobs (:class:`mednets.jobs.ProcessJob`: segmentation, evaluation, training, each
+  a child process of the module's command line) and polls them on one Qt timer, so the interface never freezes:
+  progress events go to a callback, the finished job to another, the job's private folder is removed after that,
+  and the timer stops when nothing runs. :func:`start_cli_job` builds and starts such a job.
 * :class:`ModelSelector` fills a combo box with the module's model sources (bundled, imported, trained), keeps the
   selection across refreshes and describes each source in its tooltip.
 * :class:`TrainingCurve` shows the training engine's ``history.png`` in a label while a run writes it.
@@ -25,12 +26,14 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from mednets.jobs import BackgroundJob
+from mednets.jobs import BackgroundJob, ProcessJob, job_folder
 
-__all__ = ["DeviceChoice", "JobPoller", "ModelSelector", "TrainingCurve", "show_error", "describe_source", "chosen_folder"]
+__all__ = ["DeviceChoice", "JobPoller", "ModelSelector", "TrainingCurve", "show_error", "describe_source", "chosen_folder",
+           "start_cli_job"]
 
+AnyJob = Union[BackgroundJob, ProcessJob]
 ProgressHandler = Callable[[Any], None]
-FinishHandler = Callable[[BackgroundJob], None]
+FinishHandler = Callable[[AnyJob], None]
 
 
 class DeviceChoice(enum.Enum):
@@ -75,21 +78,25 @@ class JobPoller:
     """
 
     def __init__(self, interval_ms: int = 100) -> None:
-        self._jobs: Dict[str, Tuple[BackgroundJob, Optional[ProgressHandler], FinishHandler]] = {}
+        self._jobs: Dict[str, Tuple[AnyJob, Optional[ProgressHandler], FinishHandler]] = {}
+        self._log_handlers: Dict[str, Callable[[str], None]] = {}
+        self.ticks = 0
         self._timer = qt.QTimer()
         self._timer.setInterval(int(interval_ms))
         self._timer.timeout.connect(self.poll)
 
-    def start(self, name: str, job: BackgroundJob, on_progress: Optional[ProgressHandler],
-              on_finish: FinishHandler) -> BackgroundJob:
+    def start(self, name: str, job: AnyJob, on_progress: Optional[ProgressHandler],
+              on_finish: FinishHandler, on_log: Optional[Callable[[str], None]] = None) -> AnyJob:
         if name in self._jobs:
             raise RuntimeError(f"a '{name}' job is already running")
         self._jobs[name] = (job, on_progress, on_finish)
+        if on_log is not None:
+            self._log_handlers[name] = on_log
         job.start()
         self._timer.start()
         return job
 
-    def job(self, name: str) -> Optional[BackgroundJob]:
+    def job(self, name: str) -> Optional[AnyJob]:
         entry = self._jobs.get(name)
         return entry[0] if entry else None
 
@@ -117,12 +124,16 @@ class JobPoller:
 
     def poll(self) -> None:
         """Deliver pending events; finish the jobs that are done (the timer's slot; tests may call it directly)."""
+        self.ticks += 1
         for name in list(self._jobs):
             job, on_progress, _ = self._jobs[name]
             finished = job.done  # read first: once done, poll() returns the final event too
+            on_log = self._log_handlers.get(name)
             for event in job.poll():
                 if event.kind == "progress" and on_progress is not None and not job.cancel_requested:
                     on_progress(event)
+                elif event.kind == "log" and on_log is not None:
+                    on_log(event.message)
             if finished:
                 self._finish(name)
         if not self._jobs:
@@ -130,9 +141,29 @@ class JobPoller:
 
     def _finish(self, name: str) -> None:
         job, _, on_finish = self._jobs.pop(name)
+        self._log_handlers.pop(name, None)
         if not self._jobs:
             self._timer.stop()
-        on_finish(job)
+        try:
+            on_finish(job)
+        finally:
+            cleanup = getattr(job, "cleanup", None)
+            if cleanup is not None:
+                cleanup()
+
+
+def start_cli_job(poller: JobPoller, name: str, package: str, args: Sequence[Any], on_progress: Optional[ProgressHandler],
+                  on_finish: FinishHandler, folder: Optional[Union[str, Path]] = None,
+                  on_log: Optional[Callable[[str], None]] = None) -> ProcessJob:
+    """Start ``python -m <package> --progress json <args>`` (``PythonSlicer`` in Slicer) as the panel's job ``name``.
+
+    ``folder`` is the job's private folder, made with :func:`mednets.jobs.job_folder` (write the inputs there first
+    and name its files in ``args``); a new one is made when None. It is removed once ``on_finish`` ran.
+    """
+    folder = Path(folder) if folder is not None else job_folder(f"{package}-{name}")
+    job = ProcessJob(package, [str(a) for a in args], folder, name=f"{package} {name}")
+    poller.start(name, job, on_progress, on_finish, on_log)
+    return job
 
 
 def describe_source(source: Any) -> str:
