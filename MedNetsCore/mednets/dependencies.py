@@ -36,6 +36,8 @@ __all__ = [
     "running_in_slicer",
     "ensure_requirements",
     "ensure_torch",
+    "RUNTIME_REQUIREMENTS",
+    "ensure_runtime",
 ]
 
 #: Distributions that 3D Slicer ships in its own Python; never install or upgrade them from an extension.
@@ -259,3 +261,27 @@ def ensure_torch(requirement: str = TORCH_REQUIREMENT, confirm: Optional[Confirm
     if torch is None:
         raise MissingDependencyError("PyTorch could not be installed; see the Python console.")
     return torch
+
+
+#: Every package the modules import at run time that 3D Slicer does not ship (torch comes through the PyTorch
+#: extension, see :func:`ensure_torch`). ``pyproject.toml``'s dependencies hold the same list (a test checks it).
+RUNTIME_REQUIREMENTS = (
+    "torchvision>=0.16",  # NucleiMaskylo's Mask R-CNN, the ops (nms, roi_align) of the detectors
+    "safetensors>=0.4",  # every weights file
+    "tqdm>=4.60",  # the command lines' progress bars
+    "matplotlib>=3.5",  # training curves, FROC and evaluation plots (Agg, no GUI)
+    "tifffile>=2022.5",  # NucleiMaskylo: whole-slide TIFFs read region by region
+    "scikit-image>=0.21",  # NucleiMaskylo: image reading, polygon filling, instance contours
+)
+
+
+def ensure_runtime(requester: str = "SlicerMedNets", confirm: Optional[Confirm] = None,
+                   installer: Optional[Callable[[List[Requirement]], None]] = None) -> List[Requirement]:
+    """Make sure torch and every package of :data:`RUNTIME_REQUIREMENTS` is there before a job starts.
+
+    Call it on Slicer's GUI thread (it may show a dialog) before starting a module's child process: the child is
+    ``PythonSlicer`` with the same site-packages, so what is installed here is there. Raises
+    :class:`MissingDependencyError` (declined, outside Slicer, failed install); returns what was installed.
+    """
+    ensure_torch(confirm=confirm)
+    return ensure_requirements(RUNTIME_REQUIREMENTS, requester=requester, confirm=confirm, installer=installer)

@@ -29,7 +29,7 @@ from slicer.i18n import tr as _
 from mednets.jobs import BackgroundJob, ProcessJob, job_folder
 
 __all__ = ["DeviceChoice", "JobPoller", "ModelSelector", "TrainingCurve", "show_error", "describe_source", "chosen_folder",
-           "start_cli_job"]
+           "start_cli_job", "ensure_packages"]
 
 AnyJob = Union[BackgroundJob, ProcessJob]
 ProgressHandler = Callable[[Any], None]
@@ -287,3 +287,19 @@ class TrainingCurve:
         self.label.setPixmap(pixmap.scaledToWidth(width, qt.Qt.SmoothTransformation))
         self.label.show()
         return True
+
+
+def ensure_packages(label: Any, requester: str) -> bool:
+    """Ask for (and install, with consent) every runtime package a job needs, on the GUI thread, before it starts.
+
+    Returns False, with the reason in ``label`` (no dialog, no traceback), when a package is missing and was not
+    installed (declined, failed, or a package that Slicer ships and must not be replaced).
+    """
+    from mednets.dependencies import MissingDependencyError, ensure_runtime
+
+    try:
+        ensure_runtime(requester)
+    except MissingDependencyError as error:
+        label.setText(_("Error: {message}").format(message=str(error)))
+        return False
+    return True
