@@ -5,14 +5,19 @@ Mask R-CNN branch (optionally fused with YOLO branches through the optional, AGP
 seam-free stitching into a NEW instance label map (one label value per nucleus, shown with its own colour table, so
 thousands of nuclei stay fast) and a NEW table node (label, area, centroid, confidence, branch per nucleus). Evaluate
 compares a result with a reference label map (precision, recall, mAP@50, mAP@50-95, Dice, IoU, AJI, PQ). Train
-fine-tunes Mask R-CNN on tiles in the NuInsSeg layout. The Logic class is the scripting API; the widget only gathers
-inputs and shows results. The same file runs in 3D Slicer and under pytest (Testing/runtime).
+fine-tunes Mask R-CNN on tiles in the NuInsSeg layout. The Logic class is the scripting API (blocking, in-process);
+the widget only gathers inputs and shows results. The panel's jobs (Apply, Evaluate, Train) run as a child process of
+the module's command line, ``PythonSlicer -m NucleiMaskyloLib --progress json predict|evaluate|train ...``: in Slicer a
+Python worker thread would starve (PythonQt keeps the GIL in the main thread), so the work runs in another process, as
+Slicer's own CLI modules do. The same file runs in 3D Slicer and under pytest (Testing/runtime).
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Optional, Tuple, Union
@@ -29,9 +34,10 @@ from slicer.ScriptedLoadableModule import *  # noqa: F403 - Slicer's module conv
 from slicer.util import VTKObservationMixin
 
 from mednets import mrml
-from mednets.jobs import BackgroundJob
+from mednets.jobs import ProcessJob, ProcessJobError, job_folder
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, check_cancel, report
-from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, chosen_folder, show_error
+from mednets.widgets import (DeviceChoice, JobPoller, ModelSelector, chosen_folder, ensure_packages, show_error,
+                             start_cli_job)
 
 # torch-free imports only (the module loads in a Slicer without PyTorch); network code is imported where needed
 from NucleiMaskyloLib.models import DEFAULT_MODEL, MODULE_NAME
@@ -40,6 +46,10 @@ DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
 METRIC_NAMES = {"precision": "Precision", "recall": "Recall", "mAP50": "mAP@50", "mAP50_95": "mAP@50-95",
                 "dice": "Dice", "iou": "IoU", "aji": "AJI", "pq": "PQ", "sq": "SQ", "dq": "DQ", "f1": "F1"}
 TABLE_ATTRIBUTE = "NucleiMaskylo.NucleusTableID"
+#: The command-line package the panel's child processes run (``python -m NucleiMaskyloLib ...``).
+CLI_PACKAGE = "NucleiMaskyloLib"
+#: ``widget.trainingOptions`` keys (``logic.train`` keywords) and how they reach ``python -m NucleiMaskyloLib train``.
+TRAINING_OPTIONS = ("iterations", "device", "model", "architecture", "recipe", "seed")
 
 
 # --------------------------------------------------------------------------------------------------------- module
@@ -120,8 +130,9 @@ class NucleiMaskyloParameterNode:
 
 # --------------------------------------------------------------------------------------------------------- widget
 class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
-    """The panel: gathers inputs, runs the Logic in background jobs (Apply and Train become Cancel while they run),
-    creates nodes on the GUI thread once a job succeeded."""
+    """The panel: gathers inputs, runs each job as a child process of ``python -m NucleiMaskyloLib`` (Apply, Evaluate
+    and Train become Cancel while they run), creates NEW nodes on the GUI thread once a job succeeded. A cancelled,
+    failed or killed child adds nothing to the scene; its private folder is removed (JobPoller)."""
 
     POLL_INTERVAL_MS = 100
 
@@ -132,6 +143,7 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self._parameterNode: Optional[NucleiMaskyloParameterNode] = None
         self._parameterNodeGuiTag = None
         self._jobInput = None
+        self._evaluationName = ""
         self.trainingOptions: Dict[str, Any] = {}
         self.lastTableNode = None
         self.lastNucleusTable = None
@@ -145,7 +157,7 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.logic = NucleiMaskyloLogic()
         for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.metricsTableView):
             widget.hide()
-        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # segmentation and training run in the background
+        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # segmentation, evaluation, training: child processes
         self.models = ModelSelector(self.ui.modelComboBox, lambda: self.logic.availableModels(), DEFAULT_MODEL,
                                     self._showModelListError)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -170,7 +182,8 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self.jobs.stop("segmentation", 10.0)
+        for name in ("segmentation", "evaluation"):  # their results would belong to the closing scene
+            self.jobs.stop(name, 10.0)
         self.ui.metricsTableView.setMRMLTableNode(None)
         self.ui.metricsTableView.hide()
         self.setParameterNode(None)
@@ -217,7 +230,8 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
                                                                          model=model.name) if canApply else
                 (_("No model: load a weights file or train a model first.") if model is None
                  else _("Select an RGB H&E image.")))
-        self.ui.evaluateButton.setEnabled(bool(parameters.resultLabelmap and parameters.referenceLabelmap))
+        if not self.isEvaluating():  # while it runs, Evaluate is the Cancel button
+            self.ui.evaluateButton.setEnabled(bool(parameters.resultLabelmap and parameters.referenceLabelmap))
         self.ui.addCaseButton.setEnabled(bool(parameters.inputVolume and self._folder(parameters.trainingFolder)
                                               and (parameters.referenceLabelmap or parameters.resultLabelmap)))
         if not self.isTraining():
@@ -278,6 +292,29 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         return dict(score_threshold=float(p.scoreThreshold), tile_size=int(p.tileSize), overlap=int(p.overlap),
                     stain_method=p.stainMethod.value, fusion=p.fusion.value, fusion_iou=float(p.fusionIou))
 
+    def _modelArguments(self, model: Any) -> List[str]:
+        """``--model NAME`` plus the folders the name is looked up in (the Logic's training output folders): the
+        child resolves and verifies the weights exactly as ``logic.availableModels()`` listed them."""
+        if model is None:
+            return []
+        arguments = ["--model", model.name if hasattr(model, "name") else str(model)]
+        for folder in self.logic.trainingOutputFolders:
+            arguments += ["--model-folder", str(folder)]
+        return arguments
+
+    def _predictArguments(self, folder: Path, model: Any) -> List[str]:
+        settings = self._settings()
+        return (["predict", "--input", folder / "input.nrrd", "--output", folder / "labels.nrrd",
+                 "--table", folder / "table.json", "--device", self._parameterNode.device.value]
+                + self._modelArguments(model)
+                + ["--tile-size", settings["tile_size"], "--overlap", settings["overlap"],
+                   "--score-threshold", settings["score_threshold"], "--stain", settings["stain_method"],
+                   "--fusion", settings["fusion"], "--fusion-iou", settings["fusion_iou"]])
+
+    @staticmethod
+    def _newJobFolder(name: str) -> Path:
+        return job_folder(f"NucleiMaskylo-{name}")
+
     def onApplyButton(self) -> None:
         if self.isRunning():
             self.jobs.cancel("segmentation")
@@ -288,15 +325,28 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         try:
             if model is None:
                 raise ValueError(_("No model: load a weights file or train a model first."))
-            image = self.logic.inputImage(parameters.inputVolume)
-            yoloModels = self.logic.yoloModels(confirm=self._confirmYolo) if parameters.useYolo else []
+            self.logic.inputImage(parameters.inputVolume)  # grey, stacks, constant images: refused at once
+            if parameters.useYolo:
+                # asks for ultralytics (consent dialog) on the GUI thread; the panel has no YOLO weights to give the
+                # child, so this raises the Logic's plain "needs trained YOLO weights" error
+                self.logic.yoloModels(confirm=self._confirmYolo)
         except Exception as error:  # noqa: BLE001 - shown in the panel
             self._showError(str(error), self.ui.statusLabel)
             return
+        if not ensure_packages(self.ui.statusLabel, "NucleiMaskylo"):  # torch & co., with consent, on the GUI thread
+            return
+        folder = self._newJobFolder("segmentation")
+        try:  # the child reads the image with its full geometry (spacing, origin, directions) from NRRD
+            from mednets.io import write_volume
+
+            write_volume(mrml.volume_from_node(parameters.inputVolume), folder / "input.nrrd")
+        except (OSError, ValueError) as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._showError(str(error), self.ui.statusLabel)
+            return
         self._jobInput = parameters.inputVolume
-        self.jobs.start("segmentation", BackgroundJob(self.logic.computeNuclei, image, model, parameters.device.value,
-                                                      yoloModels=yoloModels, **self._settings()),
-                        self._onSegmentationProgress, self._finishJob)
+        start_cli_job(self.jobs, "segmentation", CLI_PACKAGE, self._predictArguments(folder, model),
+                      self._onSegmentationProgress, self._finishJob, folder=folder)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.show()
@@ -310,17 +360,29 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.ui.progressBar.setValue(int(round(100 * event.fraction)))
         self.ui.statusLabel.setText(event.message)
 
-    def _finishJob(self, job: BackgroundJob) -> None:
+    @staticmethod
+    def _readNuclei(job: ProcessJob) -> "NucleiResult":
+        """The child's label map (NRRD on the input's grid) and nucleus table (JSON columns)."""
+        from mednets.io import read_volume
+
+        outputs = job.result(timeout=0).last
+        labels = np.asarray(read_volume(outputs["output"]).array)
+        table = json.loads(Path(outputs["table"]).read_text())
+        return NucleiResult(labels=np.rint(labels[0]).astype(np.int32), table=table, model=str(outputs["model"]))
+
+    def _finishJob(self, job: ProcessJob) -> None:
         inputVolume, self._jobInput = self._jobInput, None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
         try:
-            result = job.result(timeout=0)
+            result = self._readNuclei(job)  # re-raises the child's error (ProcessJobError) or OperationCancelled
+            if inputVolume is None or inputVolume.GetScene() is None:
+                raise ValueError(_("The input image was removed from the scene while the nuclei were searched."))
             labelmapNode, tableNode = self.logic.createOutputNodes(inputVolume, result)
         except OperationCancelled:
             self.ui.statusLabel.setText(_("Cancelled: nothing was added to the scene."))
         except Exception as error:  # noqa: BLE001
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, ProcessJobError)):
                 logging.exception("NucleiMaskylo failed")
             self._showError(str(error), self.ui.statusLabel)
         else:
@@ -336,8 +398,9 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self._checkCanApply()
 
     def _cancelJobs(self) -> None:
-        """Stop the running segmentation and training for good (module unloading); their results are dropped."""
-        for name in ("segmentation", "training"):
+        """Stop the running segmentation, evaluation and training for good (module unloading); their results are
+        dropped."""
+        for name in ("segmentation", "evaluation", "training"):
             self.jobs.cancel(name)  # both stop at once, then each is waited for
         self.jobs.stop_all(10.0)
 
@@ -346,21 +409,68 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         show_error(label, message, title or _("NucleiMaskylo"))
 
     # ------------------------------------------------------------------------------------------------ evaluate
+    def isEvaluating(self) -> bool:
+        return self.jobs.running("evaluation")
+
     def onEvaluateButton(self) -> None:
+        """Evaluate in the child (``python -m NucleiMaskyloLib evaluate``): mAP over ten IoU thresholds, AJI and PQ
+        over thousands of nuclei take seconds on a large tile."""
+        if self.isEvaluating():
+            self.jobs.cancel("evaluation")
+            self.ui.evaluateStatusLabel.setText(_("Cancelling..."))
+            return
         parameters = self._parameterNode
+        resultNode, referenceNode = parameters.resultLabelmap, parameters.referenceLabelmap
+        folder = None
         try:
-            metrics, table = self.logic.evaluate(parameters.resultLabelmap, parameters.referenceLabelmap)
+            result = self.logic._labels(resultNode, _("result"))
+            reference = self.logic._labels(referenceNode, _("reference"))
+            if result.shape != reference.shape:
+                raise ValueError(_("The result ({a}) and reference ({b}) label maps have different sizes.").format(
+                    a="x".join(map(str, result.shape)), b="x".join(map(str, reference.shape))))
+            scores = self.logic._scoresFromTable(resultNode, result)
+            if not ensure_packages(self.ui.evaluateStatusLabel, "NucleiMaskylo"):
+                return
+            from mednets.io import write_volume
+
+            folder = self._newJobFolder("evaluation")
+            write_volume(mrml.volume_from_node(resultNode), folder / "result.nrrd")
+            write_volume(mrml.volume_from_node(referenceNode), folder / "reference.nrrd")
+            arguments = ["evaluate", "--prediction", folder / "result.nrrd", "--reference", folder / "reference.nrrd"]
+            if scores is not None:
+                (folder / "scores.json").write_text(json.dumps([float(v) for v in scores]))
+                arguments += ["--scores", folder / "scores.json"]
         except Exception as error:  # noqa: BLE001
-            if not isinstance(error, ValueError):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(error, (ValueError, OSError)):
                 logging.exception("NucleiMaskylo evaluation failed")
             self._showError(str(error), self.ui.evaluateStatusLabel)
             return
-        self.lastTableNode = table
-        self.ui.metricsTableView.setMRMLTableNode(table)
-        self.ui.metricsTableView.show()
-        self.ui.evaluateStatusLabel.setText(_("mAP@50 {map50:.3f}, AJI {aji:.3f}, PQ {pq:.3f}; all metrics are in "
-                                              "'{table}'.").format(map50=metrics["mAP50"], aji=metrics["aji"],
-                                                                   pq=metrics["pq"], table=table.GetName()))
+        self._evaluationName = f"{resultNode.GetName()} metrics"
+        start_cli_job(self.jobs, "evaluation", CLI_PACKAGE, arguments, None, self._finishEvaluation, folder=folder)
+        self.ui.evaluateButton.setText(_("Cancel evaluation"))
+        self.ui.evaluateStatusLabel.setText(_("Evaluating '{result}'...").format(result=resultNode.GetName()))
+
+    def _finishEvaluation(self, job: ProcessJob) -> None:
+        self.ui.evaluateButton.setText(_("Evaluate"))
+        try:
+            metrics = job.result(timeout=0).last["metrics"]
+            table = self.logic.createMetricsTable(metrics, self._evaluationName)
+        except OperationCancelled:
+            self.ui.evaluateStatusLabel.setText(_("Evaluation cancelled: nothing was added to the scene."))
+        except Exception as error:  # noqa: BLE001
+            if not isinstance(error, (ValueError, ProcessJobError)):
+                logging.exception("NucleiMaskylo evaluation failed")
+            self._showError(str(error), self.ui.evaluateStatusLabel)
+        else:
+            self.lastTableNode = table
+            self.ui.metricsTableView.setMRMLTableNode(table)
+            self.ui.metricsTableView.show()
+            self.ui.evaluateStatusLabel.setText(_("mAP@50 {map50:.3f}, AJI {aji:.3f}, PQ {pq:.3f}; all metrics are in "
+                                                  "'{table}'.").format(map50=metrics["mAP50"], aji=metrics["aji"],
+                                                                       pq=metrics["pq"], table=table.GetName()))
+        self._checkCanApply()
 
     # ------------------------------------------------------------------------------------------------ train
     def onAddCaseButton(self) -> None:
@@ -393,12 +503,33 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
             return
         options = dict(iterations=int(parameters.iterations), device=parameters.device.value, model=model)
         options.update(self.trainingOptions)
-        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output), **options),
-                        self._onTrainingProgress, self._finishTraining)
+        try:
+            arguments = self._trainingArguments(folder, output, options)
+        except ValueError as error:
+            self._showError(str(error), self.ui.trainingStatusLabel)
+            return
+        if not ensure_packages(self.ui.trainingStatusLabel, "NucleiMaskylo"):
+            return
+        start_cli_job(self.jobs, "training", CLI_PACKAGE, arguments, self._onTrainingProgress, self._finishTraining,
+                      folder=self._newJobFolder("training"), on_log=self._onTrainingLog)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
         self.ui.trainingStatusLabel.setText(_("Training..."))
+
+    def _trainingArguments(self, folder: Path, output: Path, options: Dict[str, Any]) -> List[str]:
+        """``logic.train`` keywords (the panel's settings and ``widget.trainingOptions``) as ``train`` options."""
+        unknown = sorted(set(options) - set(TRAINING_OPTIONS))
+        if unknown:
+            raise ValueError(_("Unknown training option(s): {names}.").format(names=", ".join(unknown)))
+        arguments = ["train", "--data", folder, "--output", output, "--stain", "macenko",  # as logic.train does
+                     "--architecture", options.get("architecture") or "mask_rcnn_small",
+                     "--device", options.get("device") or "auto", "--seed", int(options.get("seed") or 0)]
+        if options.get("iterations") is not None:
+            arguments += ["--iterations", int(options["iterations"])]
+        if options.get("recipe"):
+            arguments += ["--recipe", json.dumps(dict(options["recipe"]))]
+        return arguments + self._modelArguments(options.get("model"))
 
     def isTraining(self) -> bool:
         return self.jobs.running("training")
@@ -407,15 +538,18 @@ class NucleiMaskyloWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  #
         self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
         self.ui.trainingStatusLabel.setText(event.message)
 
-    def _finishTraining(self, job: BackgroundJob) -> None:
+    def _onTrainingLog(self, message: str) -> None:
+        logging.info("NucleiMaskylo training: %s", message)
+
+    def _finishTraining(self, job: ProcessJob) -> None:
         self.ui.trainButton.setText(_("Train"))
         self.ui.trainingProgressBar.hide()
         try:
-            checkpoint = job.result(timeout=0)
+            checkpoint = job.result(timeout=0).last["checkpoint"]
         except OperationCancelled:
             self.ui.trainingStatusLabel.setText(_("Training cancelled; no checkpoint was written."))
         except Exception as error:  # noqa: BLE001
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, ProcessJobError)):
                 logging.exception("NucleiMaskylo training failed")
             self._showError(str(error), self.ui.trainingStatusLabel)
         else:
@@ -443,7 +577,8 @@ class NucleiResult:
 class NucleiMaskyloLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     """Scripting API: ``run`` (image node -> label map + table), ``evaluate``, ``addCaseToTrainingSet``, ``train``.
 
-    ``computeNuclei``/``train`` touch no MRML node and can run in a worker thread; node creation is separate.
+    Blocking and in-process (for scripts); the panel runs the same steps in a child process of the command line.
+    ``computeNuclei``/``train`` touch no MRML node; node creation (``createOutputNodes``) is separate.
     """
 
     def __init__(self) -> None:

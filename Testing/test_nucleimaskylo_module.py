@@ -3,7 +3,9 @@
 Covers: loading the module file as Slicer does, its own ``NucleiMaskyloTest`` (the phantom test needs the bundled
 demo weights, ``Resources/Models/NucleiMaskyloModels.json``, and is skipped until they exist) and the widget tests of
 ``NucleiMaskylo/Testing/Python/NucleiMaskyloWidgetTest.py`` (RGB tile in, Apply, instance label map + per-nucleus
-table; Evaluate fills P/R/mAP/Dice/IoU/AJI/PQ; bad input; cancel; add current case).
+table; Evaluate fills P/R/mAP/Dice/IoU/AJI/PQ; bad input; cancel; add current case). The panel's Apply, Evaluate and
+Train run as child processes of ``python -m NucleiMaskyloLib`` there: no Python thread, the event loop keeps turning,
+cancel latency under 2 s, a failed or SIGKILLed child leaves the scene unchanged and its folder removed.
 """
 
 from __future__ import annotations

@@ -5,10 +5,16 @@ Runs inside 3D Slicer (ctest through ``slicer_add_python_unittest``) and under p
 ``mask_rcnn_small`` checkpoint (seeded) into a temporary folder listed through ``logic.trainingOutputFolders``; with
 random weights the network still returns instance masks, so the whole Apply path (tiles, stitching, label map,
 table) is exercised. ``MEDNETS_CACHE_DIR`` points to a temporary folder during the tests.
+
+Every Apply, Evaluate and Train runs as a child process of ``python -m NucleiMaskyloLib`` (``PythonSlicer`` in Slicer),
+as in Slicer; the tests wait for it with the GUI event loop turning. The checks that need the test runtime's helpers
+(``slicer_test_runtime.jobs``: no Python thread, timer ticks, SIGKILL of the child, scene fingerprint) are skipped in
+Slicer itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -21,9 +27,24 @@ import numpy as np
 import slicer
 from mednets import mrml
 from mednets.image import Volume
+from mednets.jobs import ProcessJob
 from mednets.phantoms.he_nuclei import he_nuclei_phantom
 
 TIMEOUT_S = 120.0
+
+
+def runtimeJobs():
+    """``slicer_test_runtime.jobs`` under pytest; None inside 3D Slicer (the runtime is not there)."""
+    try:
+        from slicer_test_runtime import jobs
+    except ImportError:
+        return None
+    return jobs
+
+
+def noPythonThreads():
+    jobs = runtimeJobs()
+    return jobs.no_python_threads() if jobs is not None else contextlib.nullcontext([])
 
 
 def waitUntil(condition, timeout: float = TIMEOUT_S) -> None:
@@ -89,16 +110,32 @@ class NucleiMaskyloWidgetTest(unittest.TestCase):
         self.ui.inputSelector.setCurrentNode(node)
 
     def test_ApplyCreatesInstanceLabelmapAndTable(self):
+        """Apply runs in a child process: no Python thread starts in this process, and the event loop keeps turning
+        (a 50 ms timer ticks at least 5 times per second of the job)."""
         node, phantom = self.addTile()
         self.selectInput(node)
         self.ui.scoreThresholdSliderWidget.value = 0.05
         self.ui.tileSizeSpinBox.value = 128
         self.ui.overlapSpinBox.value = 32
         self.assertTrue(self.ui.applyButton.enabled)
-        self.ui.applyButton.click()
-        self.assertTrue(self.widget.isRunning())
-        self.assertEqual(self.ui.applyButton.text, "Cancel")
-        waitUntil(lambda: not self.widget.isRunning())
+        jobs = runtimeJobs()
+        timer, ticks = jobs.count_ticks(50) if jobs is not None else (None, [])
+        try:
+            with noPythonThreads():
+                started = time.monotonic()
+                self.ui.applyButton.click()
+                self.assertTrue(self.widget.isRunning())
+                self.assertEqual(self.ui.applyButton.text, "Cancel")
+                self.assertIsInstance(self.widget.jobs.job("segmentation"), ProcessJob)
+                waitUntil(lambda: not self.widget.isRunning())
+                seconds = time.monotonic() - started
+        finally:
+            if timer is not None:
+                timer.stop()
+        if jobs is not None:
+            print(f"NucleiMaskylo Apply in a child process: {seconds:.1f} s, {len(ticks)} timer ticks "
+                  f"({len(ticks) / seconds:.1f} per s)")
+            self.assertGreaterEqual(len(ticks), 5 * seconds, "the event loop stalled during the job")
         self.assertEqual(self.ui.applyButton.text, "Apply")
         labelmaps = slicer.util.getNodesByClass("vtkMRMLLabelMapVolumeNode")
         self.assertEqual(len(labelmaps), 1, self.ui.statusLabel.text)
@@ -134,6 +171,9 @@ class NucleiMaskyloWidgetTest(unittest.TestCase):
         self.ui.referenceSelector.setCurrentNode(reference)
         self.assertTrue(self.ui.evaluateButton.enabled)
         self.ui.evaluateButton.click()
+        self.assertTrue(self.widget.isEvaluating())  # a child process: python -m NucleiMaskyloLib evaluate
+        waitUntil(lambda: not self.widget.isEvaluating())
+        self.assertEqual(self.ui.evaluateButton.text, "Evaluate")
         table = self.widget.lastTableNode
         self.assertIsNotNone(table, self.ui.evaluateStatusLabel.text)
         rows = {row["metric"]: row["value"] for row in mrml.table_to_rows(table)}
@@ -158,16 +198,73 @@ class NucleiMaskyloWidgetTest(unittest.TestCase):
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodes)
         self.assertIsNotNone(grey)  # a grey volume is not even offered by the RGB selector
 
+    def waitForChildOutput(self, name: str = "segmentation"):
+        """Wait (GUI running) until the job's child reported something (its first progress line); returns the job."""
+        job = self.widget.jobs.job(name)
+        self.assertIsNotNone(job)
+        log = job.folder / "stdout.log"
+        waitUntil(lambda: not self.widget.jobs.running(name) or (log.exists() and log.stat().st_size > 0))
+        self.assertTrue(self.widget.jobs.running(name), "the job ended before it reported progress")
+        return job
+
     def test_CancelAddsNothing(self):
+        """Cancel a running child (after its first progress): the panel is idle within 2 s, nothing was added, the
+        job folder is gone."""
         node, _ = self.addTile(seed=33, shape=(400, 400))
         self.selectInput(node)
         self.ui.tileSizeSpinBox.value = 128
         self.ui.overlapSpinBox.value = 32
+        nodes = slicer.mrmlScene.GetNumberOfNodes()
         self.ui.applyButton.click()
+        job = self.waitForChildOutput()
+        clicked = time.monotonic()
         self.ui.applyButton.click()  # Cancel
         waitUntil(lambda: not self.widget.isRunning())
+        latency = time.monotonic() - clicked
+        print(f"NucleiMaskylo cancel latency (click to idle panel): {latency:.2f} s")
+        self.assertLess(latency, 2.0)
         self.assertEqual(len(slicer.util.getNodesByClass("vtkMRMLLabelMapVolumeNode")), 0)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodes)
         self.assertIn("Cancel", self.ui.statusLabel.text)
+        self.assertEqual(self.ui.applyButton.text, "Apply")
+        self.assertFalse(job.folder.exists())
+
+    def test_KilledChildLeavesSceneUnchanged(self):
+        """SIGKILL the child mid-Apply (as an out-of-memory killer would): the scene is as it was (nodes, names,
+        content), the panel names the kill, the job folder is removed."""
+        jobs = runtimeJobs()
+        if jobs is None:
+            self.skipTest("needs the test runtime's slicer_test_runtime.jobs")
+        node, _ = self.addTile(seed=35, shape=(400, 400))
+        self.selectInput(node)
+        self.ui.tileSizeSpinBox.value = 128
+        self.ui.overlapSpinBox.value = 32
+        before = jobs.scene_fingerprint()
+        self.ui.applyButton.click()
+        job = self.widget.jobs.job("segmentation")
+        jobs.kill_job_child(job)
+        waitUntil(lambda: not self.widget.isRunning())
+        self.assertEqual(jobs.scene_fingerprint(), before)
+        self.assertIn("SIGKILL", self.ui.statusLabel.text)
+        self.assertFalse(job.folder.exists())
+        self.assertEqual(self.ui.applyButton.text, "Apply")
+
+    def test_FailedChildShowsItsError(self):
+        """The selected weights vanish before Apply: the child exits with status 2 and its one-line reason, which the
+        panel shows; nothing is added to the scene and the job folder is removed."""
+        node, _ = self.addTile(seed=36, shape=(64, 64))
+        self.selectInput(node)
+        nodes = slicer.mrmlScene.GetNumberOfNodes()
+        self.checkpoint.unlink()  # still selected in the panel; the child no longer finds it
+        self.ui.applyButton.click()
+        job = self.widget.jobs.job("segmentation")
+        waitUntil(lambda: not self.widget.isRunning())
+        self.assertEqual(job.returncode, 2)
+        self.assertTrue(self.ui.statusLabel.text.startswith("Error: "), self.ui.statusLabel.text)
+        self.assertIn("nucleimaskylo-test-tiny", self.ui.statusLabel.text)
+        self.assertEqual(len(self.ui.statusLabel.text.splitlines()), 1)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodes)
+        self.assertFalse(job.folder.exists())
 
     def test_AddCaseWritesNuInsSegLayout(self):
         node, phantom = self.addTile(seed=34, shape=(64, 64), name="case one")
@@ -201,9 +298,11 @@ class NucleiMaskyloWidgetTest(unittest.TestCase):
         self.ui.iterationsSpinBox.value = 1
         self.widget.trainingOptions = {"recipe": {"micro_batch": 2, "batch_size": 2, "tile_size": 64}}
         self.assertTrue(self.ui.trainButton.enabled)
-        self.ui.trainButton.click()
-        self.assertTrue(self.widget.isTraining())
-        waitUntil(lambda: not self.widget.isTraining())
+        with noPythonThreads():  # training runs in a child process of python -m NucleiMaskyloLib train
+            self.ui.trainButton.click()
+            self.assertTrue(self.widget.isTraining())
+            self.assertIsInstance(self.widget.jobs.job("training"), ProcessJob)
+            waitUntil(lambda: not self.widget.isTraining())
         self.widget.trainingOptions = {}
         self.assertIn("Training finished", self.ui.trainingStatusLabel.text)
         self.assertTrue((self.folder / "run" / "nucleimaskylo_trained.safetensors").is_file())
