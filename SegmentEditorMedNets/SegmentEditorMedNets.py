@@ -1,6 +1,9 @@
 """SegmentEditorMedNets: a hidden module that registers the "MedNets" Segment Editor effect at start-up.
 
-The effect itself is ``SegmentEditorMedNetsLib/SegmentEditorEffect.py``: it runs a SlicerMedNets network (OrganCombo,
+The effect itself is ``SegmentEditorMedNetsEffect/SegmentEditorEffect.py``; Slicer's ``setPythonSource`` loads it as
+the module named after its folder (``SegmentEditorMedNetsEffect``), so it must not sit in a package folder it imports
+from (``SegmentEditorMedNetsLib``, its torch-free/Qt-free code and the ``python -m SegmentEditorMedNetsLib`` command
+line that runs the network in a child process). It runs a SlicerMedNets network (OrganCombo,
 AneurysmSeg, NucleiMaskylo, AxillaryLNDetect) inside a box or around a clicked point and adds the result to the selected segment.
 """
 
@@ -35,8 +38,10 @@ def registerEditorEffect() -> None:
     import qSlicerSegmentationsEditorEffectsPythonQt as effects
 
     instance = effects.qSlicerSegmentEditorScriptedEffect(None)
-    path = os.path.join(os.path.dirname(__file__), "SegmentEditorMedNetsLib", "SegmentEditorEffect.py")
-    instance.setPythonSource(path.replace("\\", "/"))
+    # Module name = the folder's name, class name = the file's base name (qSlicerSegmentEditorScriptedEffect.cxx).
+    path = os.path.join(os.path.dirname(__file__), "SegmentEditorMedNetsEffect", "SegmentEditorEffect.py")
+    if not instance.setPythonSource(path.replace("\\", "/")) or instance.self() is None:
+        raise RuntimeError(f"the MedNets Segment Editor effect could not be loaded from {path} (see the Python console)")
     instance.self().register()
 
 

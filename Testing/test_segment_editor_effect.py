@@ -1,6 +1,8 @@
 """The "MedNets" Segment Editor effect (SegmentEditorMedNets): registration, local segmentation around a point and
 inside a box with the bundled OrganCombo demo weights on the bundled PET sample, undo, other segments untouched, errors;
-and its NumPy region helpers against hand-made cases.
+and its NumPy region helpers against hand-made cases. The effect runs its network as a child process
+(``python -m SegmentEditorMedNetsLib segment``): no Python thread in this process, a SIGKILLed child changes nothing.
+Loading goes through the runtime's Slicer-exact ``setPythonSource`` (module = the file's folder name).
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def test_click_near_the_heart_adds_the_heart_to_the_selected_segment_only(effect
     python.radiusSpinBox.setValue(70.0)  # the heart phantom is 120 mm long
     heart = reference == ORGANS.index("heart") + 1
     centre = volume.kji_to_ras(np.argwhere(heart).mean(axis=0))
-    added = python.applyAtPoint(centre + np.array([5.0, 0.0, 0.0]))  # a click near, not on, the centre
+    added = python.applyAtPoint(centre + np.array([5.0, 0.0, 0.0]), wait=True)  # a click near, not on, the centre
 
     target = _segment(effect, "target")
     assert added == target.sum() > 0, python.statusLabel.text
@@ -152,7 +154,10 @@ def test_click_near_the_heart_adds_the_heart_to_the_selected_segment_only(effect
 
 
 def test_box_limits_the_result_to_the_roi(effect):
+    """Through the Apply button: the network runs as a child process (no Python thread starts here), Apply reads
+    Cancel while it runs, the QTimer delivers the result."""
     import slicer
+    from slicer_test_runtime.jobs import no_python_threads, wait_until
 
     python, volume, reference = effect["effect"], effect["volume"], effect["reference"]
     python.structureComboBox.setCurrentIndex(ORGANS.index("bladder"))
@@ -166,7 +171,13 @@ def test_box_limits_the_result_to_the_roi(effect):
     roi.SetCenterWorld(*centre)
     roi.SetSizeWorld(*size)
     python.roiSelector.setCurrentNode(roi)
-    python.applyButton.click()
+    with no_python_threads():
+        python.applyButton.click()
+        assert python.isRunning() and python.applyButton.text == "Cancel"
+        assert python.job().pid is not None  # a child process, not a thread
+        wait_until(lambda: not python.isRunning())
+    assert python.applyButton.text == "Apply"
+    assert python.lastChangedVoxels > 0, python.statusLabel.text
 
     target = _segment(effect, "target")
     assert target.any(), python.statusLabel.text
@@ -180,7 +191,8 @@ def test_missing_segment_is_reported_and_nothing_changes(effect, slicer_runtime)
     editor = effect["adaptor"].parameterSetNode()
     editor.SetSelectedSegmentID("")
     other_before = _segment(effect, "other")
-    assert python.applyAtPoint(effect["volume"].kji_to_ras([10, 10, 10])) == 0
+    assert python.applyAtPoint(effect["volume"].kji_to_ras([10, 10, 10]), wait=True) == 0
+    assert not python.isRunning()  # rejected before any child starts
     assert python.statusLabel.text.startswith("Error: Select a source volume and a segment")
     assert any("MedNets effect" in text for text in slicer_runtime.message_texts("error"))
     assert effect["adaptor"].undoStateCount() == 0
@@ -222,7 +234,7 @@ def test_click_on_a_lymph_node_adds_that_node_with_the_lymph_node_network(effect
     sizes = np.bincount(case.labels.ravel())[1:]
     target_label = int(np.argmax(sizes)) + 1  # the largest node
     node = case.labels == target_label
-    added = python.applyAtPoint(volume.kji_to_ras(np.argwhere(node).mean(axis=0)))
+    added = python.applyAtPoint(volume.kji_to_ras(np.argwhere(node).mean(axis=0)), wait=True)
 
     labels, _ = mrml.labelmap_from_segmentation(segmentation, volumeNode)
     found = labels > 0
@@ -230,3 +242,135 @@ def test_click_on_a_lymph_node_adds_that_node_with_the_lymph_node_network(effect
     print(f"lymph node by click: {added} voxels, Dice to the true node {_dice(found, node):.3f}")
     assert _dice(found, node) > 0.5, _dice(found, node)
     assert not np.logical_and(found, (case.labels > 0) & ~node).any()  # only the clicked node
+
+
+def test_sigkilled_child_changes_nothing_and_the_message_is_shown(effect):
+    """The child is SIGKILLed (as the OOM killer would) once it wrote its first line: scene fingerprint, segments and
+    undo history unchanged, the job folder removed, the message in the options frame."""
+    import slicer
+    from slicer_test_runtime.jobs import kill_job_child, scene_fingerprint, wait_until
+
+    python, volume, reference = effect["effect"], effect["volume"], effect["reference"]
+    python.structureComboBox.setCurrentIndex(ORGANS.index("heart"))
+    python.radiusSpinBox.setValue(70.0)
+    target_before, other_before = _segment(effect, "target"), _segment(effect, "other")
+    scene_fingerprint()  # the first call's label-map export adds the subject hierarchy node (always there in Slicer)
+    before = scene_fingerprint()
+    heart = reference == ORGANS.index("heart") + 1
+    assert python.applyAtPoint(volume.kji_to_ras(np.argwhere(heart).mean(axis=0))) == 0  # returns at once
+    job = python.job()
+    assert job is not None and python.applyButton.text == "Cancel"
+    kill_job_child(job)
+    wait_until(lambda: not python.isRunning())
+    assert scene_fingerprint() == before
+    np.testing.assert_array_equal(_segment(effect, "target"), target_before)
+    np.testing.assert_array_equal(_segment(effect, "other"), other_before)
+    assert effect["adaptor"].undoStateCount() == 0
+    assert not job.folder.exists()
+    assert python.statusLabel.text.startswith("Error:") and python.lastError, python.statusLabel.text
+    print("killed child's message:", python.statusLabel.text)
+    assert python.applyButton.text == "Apply"
+
+
+def test_cli_bad_input_exits_2_with_a_plain_message(tmp_path):
+    """The child's command line on its own (what batch runs): a region outside the image is a user error, status 2,
+    with a JSON error line (what the effect shows)."""
+    import json
+    import subprocess
+
+    from mednets.image import Volume
+    from mednets.io import write_volume
+
+    write_volume(Volume(np.zeros((4, 5, 6), np.float32)), tmp_path / "in.nrrd")
+    environment = dict(__import__("os").environ)
+    environment["PYTHONPATH"] = __import__("os").pathsep.join(
+        [str(ROOT / "SegmentEditorMedNets"), str(ROOT / "OrganCombo"), str(ROOT / "MedNetsCore")])
+    completed = subprocess.run([sys.executable, "-m", "SegmentEditorMedNetsLib", "--progress", "json", "segment",
+                                "--method", "organcombo", "--structure", "heart", "--input", str(tmp_path / "in.nrrd"),
+                                "--output", str(tmp_path / "out.nrrd"), "--region", "0,0,0,9,9,9",
+                                "--point", "0,0,0"], capture_output=True, text=True, env=environment, timeout=300)
+    assert completed.returncode == 2, completed.stderr
+    errors = [json.loads(line) for line in completed.stdout.splitlines() if line.startswith("{")]
+    assert any(e.get("type") == "error" and "not inside the input image" in e["message"] for e in errors)
+    assert not (tmp_path / "out.nrrd").exists()
+
+
+# ------------------------------------------------------------------------------------------------ loading as Slicer
+def _isolated_modules(*names):
+    saved = {name: sys.modules.get(name) for name in names}
+
+    def restore():
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+    return restore
+
+
+def test_effect_loads_with_slicers_setPythonSource_and_the_old_layout_fails(slicer_runtime, mrml_scene, tmp_path,
+                                                                             capsys):
+    """``setPythonSource`` as in qSlicerSegmentEditorScriptedEffect.cxx: the module is named after the file's folder.
+    The shipped layout (SegmentEditorMedNetsEffect/SegmentEditorEffect.py) loads and registers; the old layout (the
+    effect file inside SegmentEditorMedNetsLib/) becomes the module 'SegmentEditorMedNetsLib' itself and fails."""
+    import shutil
+
+    import slicer
+    import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+    slicer_runtime.load_module(EFFECT_MODULE)
+    source = ROOT / "SegmentEditorMedNets" / "SegmentEditorMedNetsEffect" / "SegmentEditorEffect.py"
+    adaptor = effects.qSlicerSegmentEditorScriptedEffect(None)
+    assert adaptor.setPythonSource(str(source))
+    assert type(adaptor.self()).__module__ == "SegmentEditorMedNetsEffect"
+    assert sys.modules["SegmentEditorMedNetsEffect"].__file__ == str(source)
+    assert slicer.SegmentEditorMedNetsEffect is adaptor.self()
+    assert adaptor.name == "MedNets"
+    clone = adaptor.self().clone()  # setPythonSource(__file__) again: the loaded module's class is reused
+    assert type(clone.self()) is type(adaptor.self())
+
+    old = tmp_path / "SegmentEditorMedNets"
+    shutil.copytree(ROOT / "SegmentEditorMedNets" / "SegmentEditorMedNetsLib", old / "SegmentEditorMedNetsLib")
+    shutil.copy(source, old / "SegmentEditorMedNetsLib" / "SegmentEditorEffect.py")
+    # As at Slicer's start-up: the package is not imported yet (its submodules neither).
+    package = [name for name in sys.modules if name.split(".")[0] == "SegmentEditorMedNetsLib"]
+    restore = _isolated_modules(*package)
+    try:
+        for name in package:
+            sys.modules.pop(name, None)
+        broken = effects.qSlicerSegmentEditorScriptedEffect(None)
+        assert not broken.setPythonSource(str(old / "SegmentEditorMedNetsLib" / "SegmentEditorEffect.py"))
+        assert broken.self() is None
+    finally:
+        restore()
+    assert "'SegmentEditorMedNetsLib' is not a package" in capsys.readouterr().err
+
+
+def test_cancel_ends_the_child_within_2_s_and_changes_nothing(effect):
+    """Apply reads Cancel while the child runs; pressing it after the child's first line ends it in under 2 s."""
+    import time
+
+    from slicer_test_runtime.jobs import scene_fingerprint, wait_until
+
+    python, volume, reference = effect["effect"], effect["volume"], effect["reference"]
+    python.structureComboBox.setCurrentIndex(ORGANS.index("heart"))
+    python.regionComboBox.setCurrentIndex(python.regionComboBox.findData("point"))
+    python.radiusSpinBox.setValue(70.0)
+    target_before = _segment(effect, "target")
+    scene_fingerprint()
+    before = scene_fingerprint()
+    python.pointSelector.setCurrentNode(None)
+    python.applyAtPoint(volume.kji_to_ras(np.argwhere(reference == 2).mean(axis=0)))
+    job = python.job()
+    wait_until(lambda: (job.folder / "stdout.log").exists() and (job.folder / "stdout.log").stat().st_size > 0)
+    started = time.monotonic()
+    python.applyButton.click()  # "Cancel"
+    wait_until(lambda: not python.isRunning(), timeout=10.0)
+    latency = time.monotonic() - started
+    print(f"effect cancel latency: {latency:.2f} s")
+    assert latency < 2.0
+    assert python.statusLabel.text == "Cancelled: nothing changed."
+    assert scene_fingerprint() == before and effect["adaptor"].undoStateCount() == 0
+    np.testing.assert_array_equal(_segment(effect, "target"), target_before)
+    assert not job.folder.exists() and python.applyButton.text == "Apply"

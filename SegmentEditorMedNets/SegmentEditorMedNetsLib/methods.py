@@ -1,4 +1,5 @@
-"""The networks the MedNets Segment Editor effect can run, one adapter per module (no Slicer, no GUI).
+"""The networks the MedNets Segment Editor effect can run, one adapter per module (no Slicer, no Qt, no GUI: the
+effect's child process ``python -m SegmentEditorMedNetsLib segment`` runs them).
 
 Each adapter loads its module's selected model once per device (through the module's own ``<Module>Lib`` model
 loader: verified weights, the configuration stored with them) and turns an image :class:`mednets.image.Volume` into
@@ -45,6 +46,8 @@ class RegionMethod:
     _context: Callable[["RegionMethod", str, Tuple[float, ...]], Tuple[int, int, int]] = \
         lambda method, device, spacing: (0, 0, 0)
     _loaded: Dict[str, Tuple[Any, Any]] = field(default_factory=dict, repr=False)
+    #: the module's model to load (a name or weights file, as its loader takes it); None: its default model.
+    model: Optional[str] = None
 
     def is_available(self) -> bool:
         try:
@@ -57,7 +60,7 @@ class RegionMethod:
         """``(LoadedModel, settings)`` of the module's default model on ``device``, loaded once."""
         if device not in self._loaded:
             loader = importlib.import_module(f"{self.module}Lib.models")
-            self._loaded[device] = _LOADERS[self.module](loader, device)
+            self._loaded[device] = _LOADERS[self.module](loader, self.model, device)
         return self._loaded[device]
 
     def structures(self, device: str = "cpu") -> List[str]:
@@ -81,10 +84,10 @@ class RegionMethod:
 
 
 _LOADERS = {
-    "OrganCombo": lambda models, device: models.load_organcombo_model(None, device=device),
-    "AneurysmSeg": lambda models, device: models.load_aneurysmseg_model(None, device=device),
-    "NucleiMaskylo": lambda models, device: models.load_nuclei_model(None, device=device),
-    "AxillaryLNDetect": lambda models, device: _detector_and_config(models.load_detector(None, device=device)),
+    "OrganCombo": lambda models, model, device: models.load_organcombo_model(model, device=device),
+    "AneurysmSeg": lambda models, model, device: models.load_aneurysmseg_model(model, device=device),
+    "NucleiMaskylo": lambda models, model, device: models.load_nuclei_model(model, device=device),
+    "AxillaryLNDetect": lambda models, model, device: _detector_and_config(models.load_detector(model, device=device)),
 }
 
 

@@ -97,13 +97,42 @@ class qSlicerSegmentEditorScriptedEffect:
 
     # --- loading the Python effect
     def setPythonSource(self, path: str) -> bool:
+        """Load the effect as Slicer does (``Modules/Loadable/Segmentations/EditorEffects/
+        qSlicerSegmentEditorScriptedEffect.cxx``, ``setPythonSource``): the module name is the file's PARENT FOLDER's
+        name, the class name the file's base name (+ "Effect" unless it ends so). An existing ``sys.modules[folder]``
+        holding that class is used as it is; otherwise ``qSlicerScriptedUtils::loadSourceAsModule(folder, path)``
+        (``Base/QTCore/qSlicerScriptedUtils.cxx``) runs ``spec_from_file_location(folder, path)``,
+        ``sys.modules[folder] = module``, ``exec_module(module)``. The class is instantiated with this adaptor and
+        ``slicer.<folder>`` is set to the instance. A failure (import error in the file, no such class) is printed
+        as PythonQt does, returns False and leaves ``self()`` None."""
+        import traceback
+
         path = str(Path(path))
-        name = f"_segment_editor_effect_{abs(hash(path))}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        self._python = module.SegmentEditorEffect(self)
+        file_path = Path(path)
+        module_name = file_path.parent.name
+        class_name = file_path.stem if file_path.stem.endswith("Effect") else file_path.stem + "Effect"
+        self._python = None
+        module = sys.modules.get(module_name)
+        if module is None or not hasattr(module, class_name):
+            try:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                spec.loader.exec_module(module)
+            except Exception:  # PythonQt prints the traceback; setPythonSource returns false
+                traceback.print_exc()
+                return False
+        effect_class = getattr(module, class_name, None)
+        if effect_class is None:
+            print(f"setPythonSource - class {class_name} was not found in {path}", file=sys.stderr)
+            return False
+        try:
+            self._python = effect_class(self)
+        except Exception:
+            traceback.print_exc()
+            self._python = None
+            return False
+        setattr(slicer, module_name, self._python)
         return True
 
     def self(self) -> Any:

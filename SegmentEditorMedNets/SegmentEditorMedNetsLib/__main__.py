@@ -1,0 +1,7 @@
+"""``python -m SegmentEditorMedNetsLib segment ...`` (see :mod:`SegmentEditorMedNetsLib.cli`)."""
+
+import sys
+
+from SegmentEditorMedNetsLib.cli import main
+
+sys.exit(main())
