@@ -10,7 +10,9 @@ results. The same file runs in 3D Slicer and under pytest (Testing/runtime).
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -26,20 +28,23 @@ from slicer.ScriptedLoadableModule import *  # noqa: F403 - Slicer's module conv
 from slicer.util import VTKObservationMixin
 
 from mednets import mrml
-from mednets.jobs import BackgroundJob
+from mednets.jobs import ProcessJob, ProcessJobError, job_folder
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
+from mednets.widgets import (DeviceChoice, JobPoller, ModelSelector, TrainingCurve, chosen_folder, ensure_packages,
+                             show_error, start_cli_job)
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch and can offer to install it
 # (mednets.dependencies.ensure_torch); the network code is imported by the Logic methods that need it.
-from OrganComboLib.configs import DEFAULT_MODEL, MODULE_NAME, OrganComboConfig, get_config
+from OrganComboLib.configs import DEFAULT_MODEL, MODULE_NAME, OrganComboConfig, config_from_dict, get_config
 from OrganComboLib.inputs import InputError, check_input_volume
 
 if TYPE_CHECKING:
     from OrganComboLib.pipeline import SegmentationResult
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+#: The command line the panel's jobs run as a child process (``PythonSlicer -m OrganComboLib ...``).
+CLI_PACKAGE = "OrganComboLib"
 
 
 # --------------------------------------------------------------------------------------------------------- module
@@ -115,12 +120,15 @@ class OrganComboParameterNode:
 
 # --------------------------------------------------------------------------------------------------------- widget
 class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
-    """The OrganCombo panel: gathers inputs, runs the Logic in background jobs, shows results. No computation here.
+    """The OrganCombo panel: gathers inputs, runs the module's command line in child processes, shows results.
 
-    Segmentation and training run in :class:`mednets.jobs.BackgroundJob` worker threads (numpy/torch only), polled by a
-    QTimer; their buttons turn into Cancel buttons while they run, and nodes are created on the GUI thread once a job
-    succeeded, so a failed or cancelled run leaves the scene as it was. ``trainingOptions`` holds extra keyword
-    arguments for :meth:`OrganComboLogic.train` (e.g. ``{"iterations": 20}`` for a quick run from the Python console).
+    Segmentation, evaluation and training run as child processes of ``python -m OrganComboLib`` (``PythonSlicer`` in
+    Slicer; :class:`mednets.jobs.ProcessJob`), polled by a QTimer; their buttons turn into Cancel buttons while they
+    run, and NEW nodes are created on the GUI thread from the child's output files once it succeeded, so a failed,
+    cancelled or killed run leaves the scene as it was. ``trainingOptions`` holds extra training settings with the
+    keyword names of :meth:`OrganComboLogic.train` (``iterations``, ``seed``, ``validationFraction``,
+    ``configChanges``, ``modelOverrides``; e.g. ``{"iterations": 20}`` for a quick run from the Python console),
+    passed to ``OrganComboLib train`` as command-line options.
     """
 
     POLL_INTERVAL_MS = 100
@@ -135,7 +143,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._jobTarget = None  # (input volume, output segmentation or None, first device message index)
         self._evaluationName = ""
         self._trainingOutput: Optional[Path] = None
-        self._trainingLog: List[str] = []  # lines the training engine logs (appended by the worker thread)
+        self._trainingLog: List[str] = []  # the training child's log lines (emit_log)
         self.trainingOptions: Dict[str, Any] = {}
         self.lastTableNode = None
 
@@ -289,7 +297,7 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         """Verify and import a weights file into the user model folder, list it and select it; None on error."""
         from mednets.sources import import_weights
 
-        if not self._ensureTorch():
+        if not ensure_packages(self.ui.statusLabel, MODULE_NAME):  # safetensors/torch to verify the checkpoint
             return None
         try:
             source = import_weights(path, expected_module=MODULE_NAME)
@@ -303,8 +311,22 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         return selected
 
     # ------------------------------------------------------------------------------------------------ segmentation
+    # Every job of this panel runs as a child process of the module's command line (mednets.jobs.ProcessJob through
+    # mednets.widgets.start_cli_job: ``PythonSlicer -m OrganComboLib --progress json ...`` in Slicer): PythonQt keeps
+    # the GIL in Slicer's main thread while Qt's event loop waits (Slicer and CTK never call PythonQt's
+    # setEnableThreadSupport), so a Python worker thread would starve. The panel writes its inputs into the job's
+    # private folder (NRRD with the full geometry, JSON for names), reads the child's JSON progress lines at each
+    # QTimer tick, and builds NEW nodes from the child's output files once it succeeded; the folder is removed after
+    # the finish handler ran, whatever the outcome.
     def isRunning(self) -> bool:
         return self.jobs.running("segmentation")
+
+    def _modelArguments(self, option: str, model: Any) -> List[str]:
+        """``--model NAME`` (or ``--initial-weights NAME``) and the session's training output folders to find it in."""
+        arguments = [option, model.name if hasattr(model, "name") else str(model)]
+        for folder in self.logic.trainingOutputFolders:
+            arguments += ["--model-folder", str(folder)]
+        return arguments
 
     def onApplyButton(self) -> None:
         if self.isRunning():
@@ -315,20 +337,30 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         if parameters is None:
             return
         model = self._selectedModel()
-        if not self._ensureTorch():
-            return
         try:
             if model is None:
                 raise ValueError(_("No model to segment with: load a weights file or train a model first."))
-            volume = self.logic.inputVolume(parameters.inputVolume)  # a copy: the worker never touches MRML
+            volume = self.logic.inputVolume(parameters.inputVolume)  # a copy with its geometry; refuses empty input
         except ValueError as error:
             self._showError(str(error))
             return
-        self._jobTarget = (parameters.inputVolume, parameters.outputSegmentation, len(self.logic.deviceMessages))
-        self.jobs.start("segmentation", BackgroundJob(self.logic.computeSegmentation, volume, model,
-                                                      parameters.device.value, parameters.threshold,
-                                                      parameters.batchSize),
-                        self._onSegmentationProgress, self._finishJob)
+        if not ensure_packages(self.ui.statusLabel, MODULE_NAME):  # torch & co., with consent, on the GUI thread
+            return
+        folder = job_folder(f"{CLI_PACKAGE}-segmentation")
+        try:
+            from mednets.io import write_volume
+
+            write_volume(volume, folder / "input.nrrd")
+        except (OSError, ValueError) as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._showError(str(error))
+            return
+        arguments = (["predict", "--input", folder / "input.nrrd", "--output", folder / "labels.nrrd",
+                      "--device", parameters.device.value, "--threshold", f"{float(parameters.threshold):g}",
+                      "--batch-size", int(parameters.batchSize)] + self._modelArguments("--model", model))
+        self._jobTarget = (parameters.inputVolume, parameters.outputSegmentation)
+        start_cli_job(self.jobs, "segmentation", CLI_PACKAGE, arguments, self._onSegmentationProgress,
+                      self._finishJob, folder=folder)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.applyButton.setToolTip(_("Stop the segmentation; nothing is added to the scene."))
         self.ui.progressBar.setValue(0)
@@ -338,28 +370,43 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     def _onSegmentationProgress(self, event) -> None:
         self.ui.progressBar.setValue(int(round(100 * event.fraction)))
-        self.ui.statusLabel.setText("\n".join([event.message] + self._newDeviceMessages()))
+        self.ui.statusLabel.setText(event.message)
 
-    def _newDeviceMessages(self) -> List[str]:
-        first = self._jobTarget[2] if self._jobTarget else len(self.logic.deviceMessages)
-        return list(self.logic.deviceMessages[first:])
+    @staticmethod
+    def _readSegmentation(job: ProcessJob):
+        """``(result, config, messages)`` from the child's label map (NRRD on the input's grid) and result object;
+        re-raises the child's error (ProcessJobError) or OperationCancelled."""
+        from types import SimpleNamespace
 
-    def _finishJob(self, job: BackgroundJob) -> None:
-        inputVolume, outputSegmentation = self._jobTarget[:2]
-        deviceMessages = self._newDeviceMessages()
+        from mednets.io import read_volume
+
+        outputs = job.result(timeout=0).last
+        if "output" not in outputs:
+            raise ProcessJobError(_("The segmentation process ended without a result."))
+        labels = np.rint(np.asarray(read_volume(outputs["output"]).array)).astype(np.uint8)
+        config = config_from_dict(outputs["config"])
+        # createSegmentationNode reads .labels (and the status the volumes): the probabilities stay in the child
+        result = SimpleNamespace(labels=labels, volumes_ml=dict(outputs.get("volumes_ml") or {}),
+                                 class_names=config.class_names)
+        return result, config, [str(message) for message in outputs.get("messages") or []]
+
+    def _finishJob(self, job: ProcessJob) -> None:
+        inputVolume, outputSegmentation = self._jobTarget
         self._jobTarget = None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
         try:
-            result, config = job.result(timeout=0)
+            result, config, deviceMessages = self._readSegmentation(job)
             segmentationNode = self.logic.createSegmentationNode(inputVolume, result, config, outputSegmentation)
         except OperationCancelled:
             self.ui.statusLabel.setText(_("Cancelled: nothing was added to the scene."))
         except Exception as error:  # noqa: BLE001 - any failure is reported in the panel
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, ProcessJobError)):
                 logging.exception("OrganCombo segmentation failed")
             self._showError(str(error))
         else:
+            for message in deviceMessages:
+                self.logic._deviceMessage(message)
             self._showSegmentation(segmentationNode, inputVolume)
             if self._parameterNode is not None:  # ready for Evaluate and "add current case"
                 self._parameterNode.resultSegmentation = segmentationNode
@@ -382,44 +429,60 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     def _cancelJob(self) -> None:
         """Stop a running segmentation for good (scene closing, module unloading); its result is dropped."""
-        self.jobs.stop("segmentation", 10.0)  # a job that did not stop in time is reported as an error
+        self.jobs.stop("segmentation", 10.0)  # the child is terminated, then killed after 1 s
 
     # ------------------------------------------------------------------------------------------------ evaluation
     def isEvaluating(self) -> bool:
         return self.jobs.running("evaluation")
 
     def onEvaluateButton(self) -> None:
+        """Evaluate in the child (``python -m OrganComboLib evaluate``): the spacing-aware Hausdorff distance needs a
+        distance transform per organ, seconds on a whole-body scan. The label maps are copied out of the scene here."""
         if self.isEvaluating():
             self.jobs.cancel("evaluation")
             self.ui.evaluateStatusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
+        folder = None
         try:
-            inputs = self.logic.evaluationInputs(parameters.resultSegmentation, parameters.referenceSegmentation,
-                                                 parameters.inputVolume)
+            labels, referenceLabels, names, _spacing = self.logic.evaluationInputs(
+                parameters.resultSegmentation, parameters.referenceSegmentation, parameters.inputVolume)
+            if not ensure_packages(self.ui.evaluateStatusLabel, MODULE_NAME):
+                return
+            from mednets.io import write_volume
+
+            grid = mrml.volume_from_node(parameters.inputVolume)  # the grid evaluationInputs sampled on
+            folder = job_folder(f"{CLI_PACKAGE}-evaluation")
+            write_volume(grid.with_array(labels.astype(np.uint16)), folder / "result.nrrd")
+            write_volume(grid.with_array(referenceLabels.astype(np.uint16)), folder / "reference.nrrd")
         except Exception as error:  # noqa: BLE001 - reported in the panel
-            if not isinstance(error, ValueError):
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(error, (ValueError, OSError)):
                 logging.exception("OrganCombo evaluation failed")
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         self._evaluationName = f"{parameters.resultSegmentation.GetName()} metrics"
-        self.jobs.start("evaluation", BackgroundJob(self.logic.computeEvaluation, *inputs),
-                        lambda event: self.ui.evaluateStatusLabel.setText(
-                            event.message or _("Computing the metrics...")),
-                        self._finishEvaluation)
+        arguments = ["evaluate", "--prediction", folder / "result.nrrd", "--reference", folder / "reference.nrrd",
+                     "--organs", json.dumps(list(names))]
+        start_cli_job(self.jobs, "evaluation", CLI_PACKAGE, arguments,
+                      lambda event: self.ui.evaluateStatusLabel.setText(event.message or _("Computing the metrics...")),
+                      self._finishEvaluation, folder=folder)
         self.ui.evaluateButton.setText(_("Cancel"))
-        self.ui.evaluateStatusLabel.setText(_("Computing the metrics of {count} organs...").format(count=len(inputs[2])))
+        self.ui.evaluateStatusLabel.setText(_("Computing the metrics of {count} organs...").format(count=len(names)))
 
-    def _finishEvaluation(self, job: BackgroundJob) -> None:
+    def _finishEvaluation(self, job: ProcessJob) -> None:
         self.ui.evaluateButton.setText(_("Evaluate"))
         try:
-            rows = job.result(timeout=0)
+            rows = job.result(timeout=0).last.get("rows")
+            if rows is None:
+                raise ProcessJobError(_("The evaluation process ended without a result."))
             table = self.logic.createMetricsTable(rows, self._evaluationName)
         except OperationCancelled:
             self.ui.evaluateStatusLabel.setText(_("Cancelled: no table was added."))
             return
         except Exception as error:  # noqa: BLE001 - reported in the panel
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, ProcessJobError)):
                 logging.exception("OrganCombo evaluation failed")
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
@@ -461,13 +524,37 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
                                               "folder has {count} cases.").format(
             image=Path(imagePath).name, label=Path(labelPath).name, segmentation=segmentation.GetName(), count=count))
 
+    #: ``trainingOptions`` keys (the keyword arguments of OrganComboLogic.train) -> options of ``OrganComboLib train``.
+    TRAINING_OPTIONS = {"epochs": "--epochs", "iterations": "--iterations", "seed": "--seed",
+                        "validationFraction": "--validation-fraction", "configChanges": "--config-changes",
+                        "modelOverrides": "--model-overrides"}
+
+    def _trainingArguments(self, folder: Path, output: Path, initialModel: Any) -> List[str]:
+        parameters = self._parameterNode
+        options = {"epochs": parameters.epochs, **self.trainingOptions}
+        unknown = sorted(set(options) - set(self.TRAINING_OPTIONS))
+        if unknown:
+            raise ValueError(_("Unknown training options: {names}; use {known}.").format(
+                names=", ".join(unknown), known=", ".join(self.TRAINING_OPTIONS)))
+        arguments = ["train", "--data", folder, "--output", output, "--config", parameters.trainingTask.value,
+                     "--device", parameters.device.value]
+        for key, value in options.items():
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                value = json.dumps(value)
+            arguments += [self.TRAINING_OPTIONS[key], value]
+        if initialModel is not None:
+            arguments += self._modelArguments("--initial-weights", initialModel)
+        return arguments
+
     def onTrainButton(self) -> None:
         if self.isTraining():
             self.jobs.cancel("training")
             self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
             return
         parameters = self._parameterNode
-        if parameters is None or not self._ensureTorch(self.ui.trainingStatusLabel):
+        if parameters is None:
             return
         folder, output = self._folder(parameters.trainingFolder), self._folder(parameters.trainingOutputFolder)
         if folder is None or not folder.is_dir():
@@ -478,19 +565,20 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
             self._showError(_("Choose an output folder for the checkpoints."), _("Training failed"),
                             self.ui.trainingStatusLabel)
             return
-        self._trainingOutput = output
-        self.curve.watch(output)  # a previous run's plot is not shown
-        self._trainingLog = []
         try:
             initialModel = self.models.fine_tuning_start(parameters.fineTune)
+            arguments = self._trainingArguments(folder, output, initialModel)
         except ValueError as error:
             self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
             return
-        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
-                                                  parameters.trainingTask.value, parameters.epochs,
-                                                  device=parameters.device.value, log=self._trainingLog.append,
-                                                  initialModel=initialModel, **self.trainingOptions),
-                        self._onTrainingProgress, self._finishTraining)
+        if not ensure_packages(self.ui.trainingStatusLabel, MODULE_NAME):
+            return
+        self._trainingOutput = output
+        self.curve.watch(output)  # a previous run's plot is not shown
+        self._trainingLog = []
+        # the checkpoints go to the chosen output folder; the job folder only holds the child's stdout/stderr
+        start_cli_job(self.jobs, "training", CLI_PACKAGE, arguments, self._onTrainingProgress, self._finishTraining,
+                      folder=job_folder(f"{CLI_PACKAGE}-training"), on_log=self._trainingLog.append)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainButton.setToolTip(_("Stop the training; the checkpoints written so far stay in the output "
                                          "folder."))
@@ -500,34 +588,39 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
 
     def _onTrainingProgress(self, event) -> None:
         self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
-        lastEvent = self._trainingLog[-1:]  # e.g. the last validation's Dice
+        lastEvent = self._trainingLog[-1:]  # e.g. the last validation's Dice (an emit_log line of the child)
         self.ui.trainingStatusLabel.setText("\n".join([event.message] + lastEvent))
         self.curve.refresh()
 
-    def _finishTraining(self, job: BackgroundJob) -> None:
+    def _finishTraining(self, job: ProcessJob) -> None:
         output = self._trainingOutput
         self.ui.trainButton.setText(_("Start training"))
         self.ui.trainButton.setToolTip(_("Train a network on the training folder; the best checkpoint is added to "
                                          "the model list."))
         self.ui.trainingProgressBar.hide()
         try:
-            result = job.result(timeout=0)
+            outputs = job.result(timeout=0).last
+            if not outputs.get("checkpoint"):
+                raise ProcessJobError(_("The training process ended without a checkpoint."))
         except OperationCancelled:
             self.ui.trainingStatusLabel.setText(_("Training cancelled; the checkpoints written so far stay in "
                                                   "'{folder}'.").format(folder=output))
         except Exception as error:  # noqa: BLE001 - reported in the panel
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, ProcessJobError)):
                 logging.exception("OrganCombo training failed")
             self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
         else:
-            checkpoint = result.best_checkpoint or result.last_checkpoint
-            self.refreshModels(selectPath=checkpoint)
+            if str(output) not in self.logic.trainingOutputFolders:  # as OrganComboLogic.train does
+                self.logic.trainingOutputFolders.append(str(output))
+            self.refreshModels(selectPath=outputs["checkpoint"])
             selected = self._selectedModel()
-            metric = (_("best validation Dice {dice:.3f}").format(dice=result.best_metric)
-                      if result.best_metric is not None else _("no validation"))
+            bestMetric = outputs.get("best_metric")
+            metric = (_("best validation Dice {dice:.3f}").format(dice=float(bestMetric))
+                      if bestMetric is not None else _("no validation"))
             self.ui.trainingStatusLabel.setText(_("Training finished after {iterations} iterations ({metric}); the "
                                                   "model '{model}' is selected.").format(
-                iterations=result.iterations, metric=metric, model=selected.name if selected is not None else "?"))
+                iterations=outputs.get("iterations"), metric=metric,
+                model=selected.name if selected is not None else "?"))
         self.curve.refresh()
         self._checkCanApply()
 
@@ -535,17 +628,6 @@ class OrganComboWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.jobs.stop("training", 30.0)
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _ensureTorch(self, label=None) -> bool:
-        """PyTorch is importable (in Slicer it is installed through the PyTorch extension, with the user's consent)."""
-        from mednets.dependencies import MissingDependencyError, ensure_torch
-
-        try:
-            ensure_torch()
-        except MissingDependencyError as error:
-            self._showError(str(error), _("PyTorch is missing"), label)
-            return False
-        return True
-
     def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
         """Show ``message`` in the panel (``label``, default the status line) and in an error dialog."""
         show_error(label or self.ui.statusLabel, message, title or _("Segmentation failed"))

@@ -137,38 +137,30 @@ def test_errors_reach_the_user_through_error_display(module_widget, slicer_runti
 
 
 def test_scene_close_during_a_run_cancels_it_and_adds_nothing(module_widget, tmp_path):
-    import threading
-    import time
-
+    """Closing the scene while the segmentation child runs ends the child and adds nothing."""
     import slicer
     from mednets import mrml
     from mednets.image import Volume
-    from mednets.progress import check_cancel
+    from slicer_test_runtime.jobs import wait_until
 
     widget = module_widget("OrganCombo")
     _selectTinyModel(widget, tmp_path)
-    volume = mrml.new_volume_node(Volume(np.random.default_rng(0).random((8, 8, 8)).astype(np.float32)),
-                                  slicer.mrmlScene, "Noise")
+    image = np.random.default_rng(0).random((160, 96, 96)).astype(np.float32)  # many windows: runs for seconds
+    volume = mrml.new_volume_node(Volume(image, spacing=(4.0, 4.0, 4.0)), slicer.mrmlScene, "Noise")
     widget.ui.inputSelector.setCurrentNode(volume)
-    started = threading.Event()
-
-    def waitForCancel(*args, progress=None, cancel=None, **kwargs):
-        started.set()
-        while True:
-            check_cancel(cancel)
-            time.sleep(0.005)
-
-    widget.logic.computeSegmentation = waitForCancel
-    try:
-        widget.ui.applyButton.click()
-        assert started.wait(10) and widget.isRunning()
-        slicer.mrmlScene.Clear(0)
-        assert not widget.isRunning()
-    finally:
-        del widget.logic.computeSegmentation
+    widget.ui.batchSizeSpinBox.setValue(1)
+    widget.ui.applyButton.click()
+    job = widget.jobs.job("segmentation")
+    log = job.folder / "stdout.log"
+    wait_until(lambda: not widget.isRunning() or (log.exists() and log.stat().st_size > 0), 60)
+    assert widget.isRunning(), widget.ui.statusLabel.text
+    slicer.mrmlScene.Clear(0)
+    assert not widget.isRunning()
+    assert job.returncode is not None  # the child has ended
     assert slicer.util.getNodesByClass("vtkMRMLSegmentationNode") == []
     assert "Cancelled" in widget.ui.statusLabel.text
     assert widget.ui.applyButton.text == "Apply"
+    assert not job.folder.exists()
 
 
 def test_table_view_stand_in_shows_and_follows_a_table_node(mrml_scene):

@@ -8,14 +8,18 @@ The tests do not need the bundled demo weights: ``setUpClass`` writes a small, u
 Combo network at its smallest width, 32-voxel windows) into a temporary folder, which each test lists through
 ``logic.trainingOutputFolders`` and selects. ``MEDNETS_CACHE_DIR`` points to a temporary folder during the tests, so
 imported weights never reach the user's model folder. Every test takes a few seconds on two CPU cores.
+
+Every Apply, Evaluate and Train runs as a child process of ``python -m OrganComboLib`` (PythonSlicer in Slicer), as in
+real use; the checks that need the test runtime's ``slicer_test_runtime.jobs`` (no Python thread, timer ticks, SIGKILL)
+skip inside Slicer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-import threading
 import time
 import unittest
 from pathlib import Path
@@ -26,7 +30,6 @@ import slicer
 from mednets import mrml
 from mednets.image import Volume
 from mednets.phantoms import pet_whole_body_phantom
-from mednets.progress import check_cancel, report
 from mednets.terminology import segment_specs
 
 TIMEOUT_S = 60.0
@@ -34,6 +37,7 @@ ORGANS = ["brain", "heart", "left kidney", "right kidney", "bladder"]
 METRIC_COLUMNS = ["organ", "Jaccard", "Dice", "FPR", "FNR", "HD (mm)"]
 PHANTOM_SHAPE, PHANTOM_SPACING = (64, 32, 40), (16.0, 12.0, 12.0)  # the whole body on a coarse grid: fast on a CPU
 WINDOW = (32, 32, 32)
+LARGE_PHANTOM_SHAPE = (192, 96, 120)  # many windows: a job that runs long enough to be cancelled or killed
 
 
 def waitUntil(condition, timeout: float = TIMEOUT_S) -> None:
@@ -44,6 +48,21 @@ def waitUntil(condition, timeout: float = TIMEOUT_S) -> None:
             raise AssertionError(f"still waiting after {timeout} s")
         slicer.app.processEvents()
         time.sleep(0.01)
+
+
+def runtimeJobs():
+    """``slicer_test_runtime.jobs`` under pytest; None inside 3D Slicer (the runtime is not there)."""
+    try:
+        from slicer_test_runtime import jobs
+    except ImportError:
+        return None
+    return jobs
+
+
+def noPythonThreads():
+    """Fails if the panel starts a Python thread (it would starve in real Slicer, where PythonQt keeps the GIL)."""
+    jobs = runtimeJobs()
+    return jobs.no_python_threads() if jobs is not None else contextlib.nullcontext([])
 
 
 def segmentationNodes() -> list:
@@ -111,8 +130,8 @@ class OrganComboWidgetTest(unittest.TestCase):
         shutil.rmtree(self.folder, ignore_errors=True)
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def addPetPhantom(self, seed: int = 5, name: str = "PET phantom"):
-        phantom = pet_whole_body_phantom(seed=seed, shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING)
+    def addPetPhantom(self, seed: int = 5, name: str = "PET phantom", shape=PHANTOM_SHAPE):
+        phantom = pet_whole_body_phantom(seed=seed, shape=shape, spacing=PHANTOM_SPACING)
         volume = Volume(phantom.image, spacing=phantom.spacing, directions_ras=phantom.extra["directions_ras"])
         return mrml.new_volume_node(volume, slicer.mrmlScene, name), phantom
 
@@ -134,6 +153,26 @@ class OrganComboWidgetTest(unittest.TestCase):
         waitUntil(lambda: not self.widget.isEvaluating())
         self.assertEqual(self.ui.evaluateButton.text, "Evaluate")
 
+    def waitForChildOutput(self, name: str):
+        """The running job ``name`` once its child wrote its first line (a progress or log line)."""
+        job = self.widget.jobs.job(name)
+        self.assertIsNotNone(job)
+        log = job.folder / "stdout.log"
+        waitUntil(lambda: not self.widget.jobs.running(name) or (log.exists() and log.stat().st_size > 0))
+        self.assertTrue(self.widget.jobs.running(name), "the job ended before it reported progress")
+        return job
+
+    def addTrainingCases(self, seeds=(8, 9)) -> Path:
+        trainingFolder = Path(tempfile.mkdtemp(prefix="cases-", dir=self.folder))
+        self.ui.trainingFolderPathLineEdit.setCurrentPath(str(trainingFolder))
+        for seed in seeds:
+            volumeNode, phantom = self.addPetPhantom(seed=seed, name=f"Case {seed}")
+            self.ui.inputSelector.setCurrentNode(volumeNode)
+            self.ui.referenceSelector.setCurrentNode(self.addReference(phantom, volumeNode, f"reference {seed}"))
+            self.ui.addCaseButton.click()
+        self.assertIn(f"{len(seeds)} cases", self.ui.trainingStatusLabel.text)
+        return trainingFolder
+
     def selectedModelPath(self) -> Path:
         return Path(self.widget._selectedModel().path).resolve()
 
@@ -151,9 +190,18 @@ class OrganComboWidgetTest(unittest.TestCase):
         self.assertEqual(self.ui.thresholdSliderWidget.value, 0.5)  # the paper's threshold
         self.assertEqual(self.ui.batchSizeSpinBox.value, 4)
         existing = {node.GetID() for node in segmentationNodes()}
+        jobs = runtimeJobs()
+        timer, ticks = jobs.count_ticks(50) if jobs is not None else (None, [])
+        started = time.monotonic()
 
-        self.applyAndWait()
+        with noPythonThreads():  # the job is a child process: no Python thread in the Slicer process
+            self.applyAndWait()
 
+        seconds = time.monotonic() - started
+        if timer is not None:
+            timer.stop()
+            print(f"OrganCombo Apply: {len(ticks)} timer ticks in {seconds:.2f} s ({len(ticks) / seconds:.1f}/s)")
+            self.assertGreaterEqual(len(ticks), 5 * seconds - 1, "the event loop stalled during the job")
         created = [node for node in segmentationNodes() if node.GetID() not in existing]
         self.assertEqual([node.GetName() for node in created], ["PET phantom organs"], self.ui.statusLabel.text)
         segmentation = created[0].GetSegmentation()
@@ -268,36 +316,46 @@ class OrganComboWidgetTest(unittest.TestCase):
         self.assertTrue(self.ui.applyButton.enabled)
 
     def test_cancel_in_the_middle_adds_no_node(self):
-        volumeNode, _ = self.addPetPhantom()
+        """Cancel a running child (after its first output line): the panel is idle within 2 s, nothing was added, the
+        job folder is gone."""
+        volumeNode, _ = self.addPetPhantom(shape=LARGE_PHANTOM_SHAPE)  # seconds of windows for the tiny network
         self.ui.inputSelector.setCurrentNode(volumeNode)
-        started = threading.Event()
-
-        def segmentUntilCancelled(volume, model=None, device="auto", threshold=None, batchSize=1, progress=None,
-                                  cancel=None):
-            report(progress, 0.4, "Waiting to be cancelled")
-            started.set()
-            deadline = time.monotonic() + TIMEOUT_S
-            while time.monotonic() < deadline:
-                check_cancel(cancel)
-                time.sleep(0.005)
-            raise AssertionError("the job was never cancelled")
-
-        self.logic.computeSegmentation = segmentUntilCancelled
+        self.ui.batchSizeSpinBox.setValue(1)
         nodeCount = slicer.mrmlScene.GetNumberOfNodes()
-        try:
-            self.ui.applyButton.click()
-            waitUntil(lambda: self.ui.statusLabel.text == "Waiting to be cancelled")  # progress reached the panel
-            self.assertTrue(started.is_set())
-            self.assertEqual(self.ui.progressBar.value, 40)
-            self.assertEqual(self.ui.applyButton.text, "Cancel")
-            self.ui.applyButton.click()
-            waitUntil(lambda: not self.widget.isRunning())
-        finally:
-            del self.logic.computeSegmentation
+        self.ui.applyButton.click()
+        job = self.waitForChildOutput("segmentation")
+        self.assertEqual(self.ui.applyButton.text, "Cancel")
+        clicked = time.monotonic()
+        self.ui.applyButton.click()  # Cancel
+        waitUntil(lambda: not self.widget.isRunning())
+        latency = time.monotonic() - clicked
+        print(f"OrganCombo cancel latency (click to idle panel): {latency:.2f} s")
+        self.assertLess(latency, 2.0)
 
         self.assertEqual(segmentationNodes(), [])
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
         self.assertIn("Cancelled", self.ui.statusLabel.text)
+        self.assertEqual(self.ui.applyButton.text, "Apply")
+        self.assertFalse(job.folder.exists())
+
+    def test_killed_child_leaves_the_scene_unchanged(self):
+        """SIGKILL the child mid-Apply (as an out-of-memory killer would): the scene is as it was (nodes, names,
+        content), the panel names the kill, the job folder is removed."""
+        jobs = runtimeJobs()
+        if jobs is None:
+            self.skipTest("needs the test runtime's slicer_test_runtime.jobs")
+        volumeNode, _ = self.addPetPhantom(shape=LARGE_PHANTOM_SHAPE)
+        self.ui.inputSelector.setCurrentNode(volumeNode)
+        self.ui.batchSizeSpinBox.setValue(1)
+        before = jobs.scene_fingerprint()
+        self.ui.applyButton.click()
+        job = self.widget.jobs.job("segmentation")
+        jobs.kill_job_child(job)
+        waitUntil(lambda: not self.widget.isRunning())
+        self.assertEqual(jobs.scene_fingerprint(), before)
+        self.assertIn("SIGKILL", self.ui.statusLabel.text)
+        self.assertTrue(self.ui.statusLabel.text.startswith("Error: "), self.ui.statusLabel.text)
+        self.assertFalse(job.folder.exists())
         self.assertEqual(self.ui.applyButton.text, "Apply")
 
     def test_load_weights_file_lists_and_selects_it(self):
@@ -347,9 +405,10 @@ class OrganComboWidgetTest(unittest.TestCase):
         self.widget.trainingOptions = dict(iterations=1, configChanges=smallConfigChanges(),
                                            modelOverrides=smallModelOverrides())
 
-        self.ui.trainButton.click()
-        self.assertEqual(self.ui.trainButton.text, "Cancel training")
-        waitUntil(lambda: not self.widget.isTraining())
+        with noPythonThreads():  # training is a child process too
+            self.ui.trainButton.click()
+            self.assertEqual(self.ui.trainButton.text, "Cancel training")
+            waitUntil(lambda: not self.widget.isTraining())
 
         self.assertIn("Training finished", self.ui.trainingStatusLabel.text, self.ui.trainingStatusLabel.text)
         self.assertEqual(self.ui.trainButton.text, "Start training")
@@ -358,29 +417,22 @@ class OrganComboWidgetTest(unittest.TestCase):
         self.assertTrue(self.ui.applyButton.enabled)
 
     def test_cancel_training(self):
-        trainingFolder = Path(tempfile.mkdtemp(prefix="cases-", dir=self.folder))
-        self.ui.trainingFolderPathLineEdit.setCurrentPath(str(trainingFolder))
-        self.ui.trainingOutputPathLineEdit.setCurrentPath(str(self.folder / "never-written"))
-
-        def trainUntilCancelled(*args, progress=None, cancel=None, **kwargs):
-            report(progress, 0.1, "Training iteration 1")
-            deadline = time.monotonic() + TIMEOUT_S
-            while time.monotonic() < deadline:
-                check_cancel(cancel)
-                time.sleep(0.005)
-            raise AssertionError("the training was never cancelled")
-
-        self.logic.train = trainUntilCancelled
-        try:
-            self.ui.trainButton.click()
-            waitUntil(lambda: self.ui.trainingStatusLabel.text == "Training iteration 1")
-            self.assertEqual(self.ui.trainingProgressBar.value, 10)
-            self.ui.trainButton.click()
-            waitUntil(lambda: not self.widget.isTraining())
-        finally:
-            del self.logic.train
+        """Cancel a real training child after its first progress: the panel says so and is ready again."""
+        self.addTrainingCases((12, 13))
+        self.ui.trainingOutputPathLineEdit.setCurrentPath(str(self.folder / "cancelled-run"))
+        self.widget.trainingOptions = dict(iterations=100000, configChanges=smallConfigChanges(),
+                                           modelOverrides=smallModelOverrides())
+        self.ui.trainButton.click()
+        self.assertEqual(self.ui.trainButton.text, "Cancel training")
+        waitUntil(lambda: not self.widget.isTraining()
+                  or not self.ui.trainingStatusLabel.text.startswith("Training on"))  # the child's first progress
+        self.assertTrue(self.widget.isTraining(), self.ui.trainingStatusLabel.text)
+        job = self.widget.jobs.job("training")
+        self.ui.trainButton.click()
+        waitUntil(lambda: not self.widget.isTraining(), 5.0)
         self.assertIn("Training cancelled", self.ui.trainingStatusLabel.text)
         self.assertEqual(self.ui.trainButton.text, "Start training")
+        self.assertFalse(job.folder.exists())
 
     def test_training_folder_with_one_case_is_reported(self):
         trainingFolder = Path(tempfile.mkdtemp(prefix="cases-", dir=self.folder))
