@@ -293,8 +293,13 @@ class OrganComboWidgetTest(unittest.TestCase):
         self.ui.inputSelector.setCurrentNode(constant)
         nodeCount = slicer.mrmlScene.GetNumberOfNodes()
 
-        self.applyAndWait()
+        self.ui.applyButton.click()  # the child refuses the image: exit status 2 with a one-line reason
+        job = self.widget.jobs.job("segmentation")
+        waitUntil(lambda: not self.widget.isRunning())
 
+        self.assertEqual(job.returncode, 2)
+        self.assertFalse(job.folder.exists())
+        self.assertEqual(len(self.ui.statusLabel.text.splitlines()), 1, self.ui.statusLabel.text)
         self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodeCount)
         self.assertEqual(segmentationNodes(), [])
         self.assertTrue(self.ui.statusLabel.text.startswith("Error: "), self.ui.statusLabel.text)
