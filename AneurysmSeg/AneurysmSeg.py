@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from types import SimpleNamespace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -27,10 +28,11 @@ from slicer.ScriptedLoadableModule import *  # noqa: F403 - Slicer's module conv
 from slicer.util import VTKObservationMixin
 
 from mednets import mrml
-from mednets.jobs import BackgroundJob
+from mednets.jobs import ProcessJob, job_folder
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, TrainingCurve, chosen_folder, show_error
+from mednets.widgets import (DeviceChoice, JobPoller, ModelSelector, TrainingCurve, chosen_folder, ensure_packages,
+                             show_error, start_cli_job)
 
 # Only torch-free imports here, so the module loads in a Slicer without PyTorch; the network code is imported by the
 # Logic methods that need it.
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from AneurysmSegLib.pipeline import SegmentationResult
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+#: The command line the panel's jobs run as a child process (``PythonSlicer -m AneurysmSegLib ...`` in Slicer).
+CLI_PACKAGE = "AneurysmSegLib"
 
 
 # --------------------------------------------------------------------------------------------------------- module
@@ -117,12 +121,17 @@ class AneurysmSegParameterNode:
 
 # --------------------------------------------------------------------------------------------------------- widget
 class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
-    """The AneurysmSeg panel: gathers inputs, runs the Logic in background jobs, shows results.
+    """The AneurysmSeg panel: gathers inputs, runs the module's command line as a child process, shows results.
 
-    Segmentation, evaluation and training run in :class:`mednets.jobs.BackgroundJob` worker threads polled by a
-    QTimer; their buttons turn into Cancel buttons while they run; nodes are created on the GUI thread once a job
-    succeeded, so a failed or cancelled run leaves the scene as it was. ``trainingOptions`` holds extra keyword
-    arguments for :meth:`AneurysmSegLogic.train`.
+    Segmentation, evaluation and training run as a child process of ``python -m AneurysmSegLib ...`` (``PythonSlicer``
+    in Slicer; :func:`mednets.widgets.start_cli_job`). In real Slicer a Python worker thread would starve: PythonQt
+    keeps the GIL in the main thread while Qt's event loop waits (Slicer never turns PythonQt's thread support on). The
+    panel writes its inputs as NRRD files (full geometry) into a private job folder, a QTimer reads the child's JSON
+    progress lines, and once the child succeeded the outputs are read back into NEW nodes on the GUI thread; a failed,
+    cancelled or killed child leaves the scene as it was, and the job folder is removed in every case. The buttons
+    turn into Cancel buttons while a job runs. ``trainingOptions`` holds extra training settings (keys of
+    :meth:`AneurysmSegLogic.train`: iterations, seed, configChanges, modelOverrides, validateEvery,
+    validationFraction, initialModel), mapped to options of ``python -m AneurysmSegLib train``.
     """
 
     POLL_INTERVAL_MS = 100
@@ -135,6 +144,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         self._parameterNodeGuiTag = None
         self._lastTrainingConfig: Optional[AneurysmSegTrainingConfig] = None
         self._jobTarget = None
+        self._jobMessages: List[str] = []
         self._evaluationName = ""
         self._trainingOutput: Optional[Path] = None
         self._trainingLog: List[str] = []
@@ -153,7 +163,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         for widget in (self.ui.progressBar, self.ui.trainingProgressBar, self.ui.trainingCurveLabel,
                        self.ui.metricsTableView):
             widget.hide()
-        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # segmentation, evaluation and training run in the background
+        self.jobs = JobPoller(self.POLL_INTERVAL_MS)  # segmentation, evaluation and training: child processes
         self.models = ModelSelector(self.ui.modelComboBox, lambda: self.logic.availableModels(), DEFAULT_MODEL,
                                     self._showModelListError)
         self.curve = TrainingCurve(self.ui.trainingCurveLabel, lambda: self.ui.trainCollapsibleButton.width)
@@ -289,7 +299,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
     def importWeightsFile(self, path: Union[str, Path]) -> Optional[Any]:
         """Verify and import a weights file (a mednets checkpoint, or a checkpoint of the official GLIA-Net code,
         converted) into the user model folder, list it and select it; None on error."""
-        if not self._ensureTorch():
+        if not ensure_packages(self.ui.statusLabel, MODULE_NAME):  # safetensors and torch read the weights
             return None
         try:
             source = self.logic.importWeights(path)
@@ -312,7 +322,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             self.ui.statusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
-        if parameters is None or not self._ensureTorch():
+        if parameters is None or not ensure_packages(self.ui.statusLabel, MODULE_NAME):
             return
         model = self._selectedModel()
         try:
@@ -322,11 +332,27 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         except ValueError as error:
             self._showError(str(error))
             return
-        self._jobTarget = (parameters.inputVolume, parameters.outputSegmentation, len(self.logic.deviceMessages))
-        self.jobs.start("segmentation", BackgroundJob(self.logic.computeSegmentation, volume, model,
-                                                      parameters.device.value, parameters.threshold,
-                                                      parameters.batchSize, parameters.overlap),
-                        self._onSegmentationProgress, self._finishJob)
+        from mednets.io import write_volume
+
+        folder = job_folder("AneurysmSeg-segmentation")
+        try:
+            inputPath = folder / "input.nrrd"
+            write_volume(volume, inputPath)  # voxels with spacing, origin and directions
+        except (OSError, ValueError) as error:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            self._showError(str(error))
+            return
+        args = ["predict", "--input", inputPath, "--output", folder / "labels.nrrd",
+                "--risk-map", folder / "risk.nrrd", "--model", self._modelArgument(model),
+                "--device", parameters.device.value, "--threshold", repr(float(parameters.threshold)),
+                "--batch-size", int(parameters.batchSize), "--overlap", int(parameters.overlap)]
+        args += self._modelFolderArguments()
+        self._jobTarget = (parameters.inputVolume, parameters.outputSegmentation)
+        self._jobMessages = []
+        start_cli_job(self.jobs, "segmentation", CLI_PACKAGE, args, self._onSegmentationProgress, self._finishJob,
+                      folder=folder, on_log=self._jobMessages.append)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.applyButton.setToolTip(_("Stop the segmentation; nothing is added to the scene."))
         self.ui.progressBar.setValue(0)
@@ -334,29 +360,48 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         self.ui.statusLabel.setText(_("Segmenting '{volume}' with '{model}'...").format(
             volume=parameters.inputVolume.GetName(), model=model.name))
 
+    @staticmethod
+    def _modelArgument(source) -> str:
+        """What ``--model`` gets: the source's name (the child finds it among the bundled, user and
+        ``--model-folder`` weights, as the panel's list does)."""
+        return str(source.name)
+
+    def _modelFolderArguments(self) -> List[str]:
+        args: List[str] = []
+        for folder in self.logic.trainingOutputFolders:
+            args += ["--model-folder", str(folder)]
+        return args
+
     def _onSegmentationProgress(self, event) -> None:
         self.ui.progressBar.setValue(int(round(100 * event.fraction)))
-        self.ui.statusLabel.setText("\n".join([event.message] + self._newDeviceMessages()))
+        self.ui.statusLabel.setText("\n".join([event.message] + self._jobMessages[-3:]))
 
-    def _newDeviceMessages(self) -> List[str]:
-        first = self._jobTarget[2] if self._jobTarget else len(self.logic.deviceMessages)
-        return list(self.logic.deviceMessages[first:])
+    @staticmethod
+    def _jobError(error: BaseException) -> str:
+        """The one-line message of a failed child (or of a failure reading its outputs)."""
+        text = str(error).strip() or type(error).__name__
+        return text.splitlines()[0]
 
-    def _finishJob(self, job: BackgroundJob) -> None:
-        inputVolume, outputSegmentation = self._jobTarget[:2]
-        deviceMessages = self._newDeviceMessages()
+    def _finishJob(self, job: ProcessJob) -> None:
+        inputVolume, outputSegmentation = self._jobTarget
         self._jobTarget = None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
         try:
-            result, config = job.result(timeout=0)
+            outcome = job.result(timeout=0).last  # raises the child's error, or OperationCancelled
+            from mednets.io import read_volume
+
+            result = SimpleNamespace(
+                labels=np.asarray(read_volume(outcome["output"]).array).astype(np.uint8),
+                probability=np.asarray(read_volume(outcome["risk_map"]).array, dtype=np.float32),
+                targets=list(outcome.get("targets", [])), threshold=float(outcome.get("threshold", 0.5)))
             outputs = self.logic.createOutputNodes(inputVolume, result, outputSegmentation)
         except OperationCancelled:
             self.ui.statusLabel.setText(_("Cancelled: nothing was added to the scene."))
         except Exception as error:  # noqa: BLE001 - any failure is reported in the panel
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, RuntimeError, KeyError, OSError)):
                 logging.exception("AneurysmSeg segmentation failed")
-            self._showError(str(error))
+            self._showError(self._jobError(error))
         else:
             self.lastOutputs = outputs
             segmentationNode = outputs["segmentation"]
@@ -374,7 +419,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
                        "{count} aneurysm candidate(s).").format(
                 segmentation=segmentationNode.GetName(), risk=outputs["riskMap"].GetName(),
                 table=outputs["table"].GetName(), seconds=job.elapsed, count=len(result.targets))]
-            self.ui.statusLabel.setText("\n".join(lines + deviceMessages))
+            self.ui.statusLabel.setText("\n".join(lines + list(outcome.get("messages", []))))
         self._checkCanApply()
 
     def _cancelJob(self) -> None:
@@ -386,37 +431,55 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         return self.jobs.running("evaluation")
 
     def onEvaluateButton(self) -> None:
+        # Evaluation runs in the child too: HD95 (surface distances) and AUC/AP over every voxel take seconds on a
+        # head CTA, which would freeze Slicer's GUI if run here.
         if self.isEvaluating():
             self.jobs.cancel("evaluation")
             self.ui.evaluateStatusLabel.setText(_("Cancelling..."))
             return
         parameters = self._parameterNode
+        if parameters is None or not ensure_packages(self.ui.evaluateStatusLabel, MODULE_NAME):
+            return
+        folder = None
         try:
-            inputs = self.logic.evaluationInputs(parameters.resultSegmentation, parameters.referenceSegmentation,
-                                                 parameters.inputVolume)
+            labels, reference, probability, _spacing = self.logic.evaluationInputs(
+                parameters.resultSegmentation, parameters.referenceSegmentation, parameters.inputVolume)
+            from mednets.io import write_volume
+
+            grid = mrml.volume_from_node(parameters.inputVolume)
+            folder = job_folder("AneurysmSeg-evaluation")
+            paths = {name: folder / f"{name}.nrrd" for name in ("prediction", "reference", "risk")}
+            write_volume(grid.with_array(labels.astype(np.uint8)), paths["prediction"])
+            write_volume(grid.with_array(reference.astype(np.uint8)), paths["reference"])
+            write_volume(grid.with_array(probability.astype(np.float32)), paths["risk"])
         except Exception as error:  # noqa: BLE001 - reported in the panel
-            if not isinstance(error, ValueError):
+            if folder is not None:
+                import shutil
+
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(error, (ValueError, OSError)):
                 logging.exception("AneurysmSeg evaluation failed")
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         self._evaluationName = f"{parameters.resultSegmentation.GetName()} metrics"
-        self.jobs.start("evaluation", BackgroundJob(self.logic.computeEvaluation, *inputs), None,
-                        self._finishEvaluation)
+        start_cli_job(self.jobs, "evaluation", CLI_PACKAGE,
+                      ["evaluate", "--prediction", paths["prediction"], "--reference", paths["reference"],
+                       "--risk-map", paths["risk"]], None, self._finishEvaluation, folder=folder)
         self.ui.evaluateButton.setText(_("Cancel"))
         self.ui.evaluateStatusLabel.setText(_("Computing the metrics..."))
 
-    def _finishEvaluation(self, job: BackgroundJob) -> None:
+    def _finishEvaluation(self, job: ProcessJob) -> None:
         self.ui.evaluateButton.setText(_("Evaluate"))
         try:
-            metrics = job.result(timeout=0)
+            metrics = job.result(timeout=0).last["metrics"]
             table = self.logic.createMetricsTable(metrics, self._evaluationName)
         except OperationCancelled:
             self.ui.evaluateStatusLabel.setText(_("Cancelled: no table was added."))
             return
         except Exception as error:  # noqa: BLE001 - reported in the panel
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, RuntimeError, KeyError)):
                 logging.exception("AneurysmSeg evaluation failed")
-            self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
+            self._showError(self._jobError(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         finally:
             self._checkCanApply()
@@ -426,8 +489,8 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         target = metrics["target"]
         self.ui.evaluateStatusLabel.setText(_(
             "DSC {dsc:.3f}; {tp} of {total} aneurysms found, {fp} false positive(s); all metrics are in the table "
-            "'{table}'.").format(dsc=metrics["voxel"]["dsc"], tp=target["tp"], total=target["tp"] + target["fn"],
-                                 fp=target["fp"], table=table.GetName()))
+            "'{table}'.").format(dsc=metrics["voxel"]["dsc"], tp=int(target["tp"]),
+                                 total=int(target["tp"] + target["fn"]), fp=int(target["fp"]), table=table.GetName()))
 
     def _cancelEvaluation(self) -> None:
         self.jobs.stop("evaluation", 10.0)
@@ -459,7 +522,7 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             self.ui.trainingStatusLabel.setText(_("Stopping the training..."))
             return
         parameters = self._parameterNode
-        if parameters is None or not self._ensureTorch(self.ui.trainingStatusLabel):
+        if parameters is None or not ensure_packages(self.ui.trainingStatusLabel, MODULE_NAME):
             return
         folder, output = self._folder(parameters.trainingFolder), self._folder(parameters.trainingOutputFolder)
         if folder is None or not folder.is_dir():
@@ -470,51 +533,83 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
             self._showError(_("Choose an output folder for the checkpoints."), _("Training failed"),
                             self.ui.trainingStatusLabel)
             return
-        self._trainingOutput = output
-        self.curve.watch(output)  # a previous run's plot is not shown
-        self._trainingLog = []
         try:
             initialModel = self.models.fine_tuning_start(parameters.fineTune)
+            args = self._trainingArguments(folder, output, parameters, initialModel)
         except ValueError as error:
             self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
             return
-        options = {"iterations": parameters.iterations, "initialModel": initialModel, **self.trainingOptions}
-        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output),
-                                                  parameters.trainingConfig.value, device=parameters.device.value,
-                                                  log=self._trainingLog.append, **options),
-                        self._onTrainingProgress, self._finishTraining)
+        self._trainingOutput = output
+        self.curve.watch(output)  # a previous run's plot is not shown
+        self._trainingLog = []
+        start_cli_job(self.jobs, "training", CLI_PACKAGE, args, self._onTrainingProgress, self._finishTraining,
+                      folder=job_folder("AneurysmSeg-training"), on_log=self._trainingLog.append)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
         self.ui.trainingStatusLabel.setText(_("Training on '{folder}'...").format(folder=folder))
+
+    #: ``trainingOptions`` keys (the Logic's train() arguments) and the CLI options they map to.
+    TRAINING_OPTION_FLAGS = {"iterations": "--iterations", "seed": "--seed", "validateEvery": "--validate-every",
+                             "validationFraction": "--validation-fraction", "configChanges": "--config-changes",
+                             "modelOverrides": "--model-overrides", "device": "--device"}
+
+    def _trainingArguments(self, folder: Path, output: Path, parameters, initialModel) -> List[str]:
+        """``python -m AneurysmSegLib train`` arguments for the panel's settings and ``trainingOptions``."""
+        import json
+
+        options = {"iterations": parameters.iterations, "device": parameters.device.value,
+                   "initialModel": initialModel, **self.trainingOptions}
+        unknown = sorted(set(options) - set(self.TRAINING_OPTION_FLAGS) - {"initialModel"})
+        if unknown:
+            raise ValueError(_("Unknown training options: {names}.").format(names=", ".join(unknown)))
+        args = ["train", "--data", str(folder), "--output", str(output), "--config", parameters.trainingConfig.value,
+                "--validation-split", "first"]  # the Logic's split: the first cases validate
+        for key, flag in self.TRAINING_OPTION_FLAGS.items():
+            value = options.get(key)
+            if value is None:
+                continue
+            if key in ("configChanges", "modelOverrides"):
+                value = json.dumps(value) if value else None
+                if value is None:
+                    continue
+            args += [flag, str(value)]
+        start = options.get("initialModel")
+        if start is not None:
+            args += ["--initial-weights", start if isinstance(start, (str, Path)) else self._modelArgument(start)]
+        return args + self._modelFolderArguments()
 
     def _onTrainingProgress(self, event) -> None:
         self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
         self.ui.trainingStatusLabel.setText("\n".join([event.message] + self._trainingLog[-1:]))
         self.curve.refresh()
 
-    def _finishTraining(self, job: BackgroundJob) -> None:
+    def _finishTraining(self, job: ProcessJob) -> None:
         output = self._trainingOutput
         self.ui.trainButton.setText(_("Start training"))
         self.ui.trainingProgressBar.hide()
         try:
-            result = job.result(timeout=0)
+            result = job.result(timeout=0).last
+            checkpoint = result["checkpoint"]
         except OperationCancelled:
             self.ui.trainingStatusLabel.setText(_("Training cancelled; the checkpoints written so far stay in "
                                                   "'{folder}'.").format(folder=output))
         except Exception as error:  # noqa: BLE001 - reported in the panel
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, RuntimeError, KeyError)):
                 logging.exception("AneurysmSeg training failed")
-            self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
+            self._showError(self._jobError(error), _("Training failed"), self.ui.trainingStatusLabel)
         else:
-            checkpoint = result.best_checkpoint or result.last_checkpoint
+            if str(output) not in self.logic.trainingOutputFolders:  # listed once finished (as Logic.train does)
+                self.logic.trainingOutputFolders.append(str(output))
             self.refreshModels(selectPath=checkpoint)
             selected = self._selectedModel()
-            metric = (_("best validation target F1 {value:.3f}").format(value=result.best_metric)
-                      if result.best_metric is not None else _("no validation"))
+            best = result.get("best_metric")
+            metric = (_("best validation target F1 {value:.3f}").format(value=best)
+                      if best is not None else _("no validation"))
             self.ui.trainingStatusLabel.setText(_("Training finished after {iterations} iterations ({metric}); the "
                                                   "model '{model}' is selected.").format(
-                iterations=result.iterations, metric=metric, model=selected.name if selected is not None else "?"))
+                iterations=result.get("iterations"), metric=metric,
+                model=selected.name if selected is not None else "?"))
         self.curve.refresh()
         self._checkCanApply()
 
@@ -522,16 +617,6 @@ class AneurysmSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # n
         self.jobs.stop("training", 30.0)
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _ensureTorch(self, label=None) -> bool:
-        from mednets.dependencies import MissingDependencyError, ensure_torch
-
-        try:
-            ensure_torch()
-        except MissingDependencyError as error:
-            self._showError(str(error), _("PyTorch is missing"), label)
-            return False
-        return True
-
     def _showError(self, message: str, title: Optional[str] = None, label=None) -> None:
         """Show ``message`` in the panel (``label``, default the status line) and in an error dialog."""
         show_error(label or self.ui.statusLabel, message, title or _("Segmentation failed"))

@@ -3,6 +3,11 @@ folder or with it on PYTHONPATH). Works without Slicer; ``.seg.nrrd`` outputs ne
 maps (``.nrrd``, ``.nii.gz``, ``.mha``) do not.
 
 Exit status: 0 on success, 2 on bad input (one-line reason on stderr), 130 when interrupted.
+
+The Slicer panel runs this same command line as a child process (``PythonSlicer -m AneurysmSegLib --progress json
+...``, see :mod:`mednets.jobs`): with ``--progress json`` progress, log lines and the results the panel loads (output
+paths, the target table, metrics, the best checkpoint) are JSON lines on stdout (:func:`mednets.cli.emit_result`).
+Nothing here imports slicer or qt.
 """
 
 from __future__ import annotations
@@ -27,19 +32,26 @@ EXAMPLES = """examples:
 """
 
 
-def _tqdm_progress(description: str):
-    from tqdm import tqdm
+def _json_value(text: Optional[str], option: str) -> Dict[str, Any]:
+    """A JSON object given on the command line (``--config-changes``, ``--model-overrides``)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"{option} is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object")
+    return value
 
-    bar = tqdm(total=100, desc=description, unit="%", leave=True, file=sys.stderr,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
 
-    def progress(fraction: float, message: str = "") -> None:
-        bar.n = int(round(100 * max(0.0, min(1.0, fraction))))
-        bar.set_postfix_str(message[:60], refresh=False)
-        bar.refresh()
-
-    progress.close = bar.close  # type: ignore[attr-defined]
-    return progress
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the configurations use (window sizes, widths)."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def _csv(rows: List[Dict[str, Any]], columns: Sequence[str]) -> str:
@@ -71,6 +83,9 @@ def _read_mask(path: Path):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    import warnings
+
+    from mednets.cli import emit_log, emit_result, progress_bar
     from mednets.io import read_volume, write_volume
 
     from .configs import ANEURYSM
@@ -79,18 +94,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     volume = read_volume(args.input)
-    loaded, config = load_aneurysmseg_model(args.model, device=args.device,
-                                            report=lambda m: print(m, file=sys.stderr))
+    messages: List[str] = []
+
+    def report(message: str) -> None:  # device fallbacks and the like: shown in the panel's status line
+        messages.append(str(message))
+        emit_log(message)
+
+    loaded, config = load_aneurysmseg_model(args.model, device=args.device, report=report,
+                                            extra_folders=args.model_folder or ())
     if args.overlap is not None:
         from .configs import scaled_overlap
 
         config = config.replace(window_overlap=scaled_overlap(args.overlap, config))
-    progress = _tqdm_progress("segmenting")
-    try:
+    with progress_bar("segmenting") as progress, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         result = segment_volume(volume, loaded.network, config, device=loaded.device, threshold=args.threshold,
-                                batch_size=args.batch_size, progress=progress)
-    finally:
-        progress.close()
+                                batch_size=args.batch_size, progress=progress, report_fallback=report)
+    for warning in caught:
+        report(str(warning.message))
     output = Path(args.output)
     if output.name.lower().endswith(".seg.nrrd"):
         from mednets import mrml
@@ -103,11 +124,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_volume(volume.with_array(result.probability), args.risk_map)
     if args.table:
         _write_text(args.table, _csv(result.targets, TABLE_COLUMNS))
-    print(f"wrote {output} in {time.monotonic() - started:.1f} s on {loaded.device}: "
-          f"{len(result.targets)} aneurysm candidate(s)")
-    for row in result.targets:
-        print(f"  #{row['target']}: {row['volume_mm3']:.1f} mm3, max diameter {row['max_diameter_mm']:.1f} mm, "
-              f"mean probability {row['mean_probability']:.2f}")
+    seconds = time.monotonic() - started
+    emit_result(output=str(output), risk_map=args.risk_map, table=args.table, targets=result.targets,
+                columns=list(TABLE_COLUMNS), threshold=float(result.threshold), device=str(loaded.device),
+                messages=messages, seconds=seconds)
+    print(f"wrote {output} in {seconds:.1f} s on {loaded.device}: "
+          f"{len(result.targets)} aneurysm candidate(s)", file=sys.stderr if args.progress == "json" else sys.stdout)
+    if args.progress != "json":
+        for row in result.targets:
+            print(f"  #{row['target']}: {row['volume_mm3']:.1f} mm3, max diameter {row['max_diameter_mm']:.1f} mm, "
+                  f"mean probability {row['mean_probability']:.2f}")
     return 0
 
 
@@ -126,17 +152,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         probability = np.asarray(read_volume(args.risk_map).array, dtype=np.float32)
         if probability.shape != prediction.shape:
             raise ValueError(f"the risk map grid {probability.shape} differs from the prediction's")
+    from mednets.cli import emit_result
+
     metrics = evaluate_case(probability, reference, volume.spacing, labels=prediction)
     rows = [{"level": level, "metric": key, "value": float(value)}
             for level in ("voxel", "target", "case") for key, value in metrics[level].items()]
     text = _csv(rows, ["level", "metric", "value"])
     if args.csv:
         _write_text(args.csv, text)
-    sys.stdout.write(text)
+    if args.progress == "json":  # the panel reads the nested metrics (stdout carries JSON lines only)
+        emit_result(metrics={level: {k: float(v) for k, v in metrics[level].items()}
+                             for level in ("voxel", "target", "case")}, csv=args.csv)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mednets.cli import emit_log, emit_result, progress_bar
     from mednets.training import training_folder_cases
 
     from .configs import get_config
@@ -144,26 +177,47 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cases = list(training_folder_cases(args.data))
     if len(cases) < 2:
-        raise ValueError(f"the training folder '{args.data}' needs at least 2 labelled cases, it has {len(cases)}")
+        raise ValueError(f"the training folder '{args.data}' needs at least 2 labelled cases (one to train, one to "
+                         f"validate); it has {len(cases)}")
     validation = max(1, int(round(len(cases) * args.validation_fraction)))
     config = get_config(args.config)
+    changes = _tuples(_json_value(args.config_changes, "--config-changes"))
+    if changes:
+        try:
+            config = config.replace(**changes)
+        except TypeError as error:
+            raise ValueError(f"--config-changes: {error}") from None
     initial = args.initial_weights
+    if initial and not Path(initial).is_file():  # a model name (as the panel lists it)
+        from mednets.sources import resolve
+
+        from .models import find_model
+
+        initial = str(resolve(find_model(initial, args.model_folder or ())))
     if args.official_weights:
         from .models import import_official_checkpoint
 
         initial = str(import_official_checkpoint(args.official_weights,
                                                  Path(args.output) / "official-converted.safetensors"))
-    request = TrainingRequest(config=config, train_cases=cases[:-validation], validation_cases=cases[-validation:],
-                              output_dir=args.output, iterations=args.iterations, device=args.device, seed=args.seed,
-                              resume=args.resume, initial_weights=initial,
+    if args.validation_split == "first":  # the Logic's (and panel's) split: the first cases validate
+        train_cases, validation_cases = cases[validation:], cases[:validation]
+    else:
+        train_cases, validation_cases = cases[:-validation], cases[-validation:]
+    request = TrainingRequest(config=config, train_cases=train_cases, validation_cases=validation_cases,
+                              output_dir=args.output, iterations=args.iterations, validate_every=args.validate_every,
+                              model_overrides=_tuples(_json_value(args.model_overrides, "--model-overrides")),
+                              device=args.device, seed=args.seed, resume=args.resume, initial_weights=initial,
                               training_data=f"{len(cases)} cases from {args.data}")
-    progress = _tqdm_progress("training")
-    try:
-        result = train(request, progress=progress, log=lambda m: print(m, file=sys.stderr))
-    finally:
-        progress.close()
-    print(json.dumps({"best_checkpoint": str(result.best_checkpoint), "best_target_f1": result.best_metric,
-                      "iterations": result.iterations}))
+    with progress_bar("training") as progress:
+        result = train(request, progress=progress, log=emit_log)
+    best = result.best_checkpoint or result.last_checkpoint
+    emit_result(best_checkpoint=str(result.best_checkpoint) if result.best_checkpoint else None,
+                last_checkpoint=str(result.last_checkpoint) if result.last_checkpoint else None,
+                checkpoint=str(best) if best else None, best_metric=result.best_metric,
+                iterations=result.iterations, output=str(args.output))
+    if args.progress != "json":
+        print(json.dumps({"best_checkpoint": str(result.best_checkpoint), "best_target_f1": result.best_metric,
+                          "iterations": result.iterations}))
     return 0
 
 
@@ -185,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=4, help="windows per network call")
     predict.add_argument("--risk-map", help="also write the aneurysm probability volume")
     predict.add_argument("--table", help="also write the per-target table (CSV)")
+    predict.add_argument("--model-folder", action="append", help="extra folder of checkpoints to find --model in "
+                         "(training output folders; repeatable)")
     predict.set_defaults(run=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="voxel-, target- and case-wise metrics of a result")
@@ -200,25 +256,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default="paper", help="paper, official or small")
     train.add_argument("--iterations", type=int, help="optimizer steps (default: the configuration's)")
     train.add_argument("--validation-fraction", type=float, default=0.2)
-    train.add_argument("--initial-weights", help="mednets checkpoint to fine-tune from")
+    train.add_argument("--initial-weights", help="mednets checkpoint (path or model name) to fine-tune from")
     train.add_argument("--official-weights", help="checkpoint of the official GLIA-Net code to fine-tune from")
     train.add_argument("--device", default="auto")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    train.add_argument("--validate-every", type=int, help="iterations between validations (default: a tenth)")
+    train.add_argument("--validation-split", choices=("first", "last"), default="last",
+                       help="which cases (in folder order) validate: the last (default) or the first (the panel's)")
+    train.add_argument("--config-changes", help="JSON object of configuration fields to change, e.g. "
+                       "'{\"patch_size\": [16, 16, 16]}'")
+    train.add_argument("--model-overrides", help="JSON object of network arguments to change")
+    train.add_argument("--model-folder", action="append", help="extra folder of checkpoints to find "
+                       "--initial-weights (a model name) in; repeatable")
     train.set_defaults(run=cmd_train)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, OSError, ImportError) as error:
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
-        return 2
+    from mednets.cli import run_command
+
+    return run_command(build_parser(), argv)
 
 
 if __name__ == "__main__":
