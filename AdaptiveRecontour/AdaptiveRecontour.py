@@ -11,7 +11,9 @@ fraction of the deformation. The Logic is the scripting API; the widget only gat
 from __future__ import annotations
 
 import enum
+import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Annotated, Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -26,15 +28,18 @@ from slicer.ScriptedLoadableModule import *  # noqa: F403 - Slicer's module conv
 from slicer.util import VTKObservationMixin
 
 from mednets import mrml
-from mednets.jobs import BackgroundJob
+from mednets.jobs import ProcessJob, ProcessJobError, job_folder
 from mednets.progress import CancelCallback, OperationCancelled, ProgressCallback, report
 from mednets.terminology import segment_specs
-from mednets.widgets import DeviceChoice, JobPoller, ModelSelector, chosen_folder, show_error
+from mednets.widgets import (DeviceChoice, JobPoller, ModelSelector, chosen_folder, ensure_packages, show_error,
+                             start_cli_job)
 
 # torch-free imports only: the module loads in a Slicer without PyTorch
 from AdaptiveRecontourLib.configs import DEFAULT_MODEL, MODULE_NAME, SEGMENT_NAMES, segment_classes
 
 DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+#: The command line the panel's jobs run as a child process: ``PythonSlicer -m AdaptiveRecontourLib ...`` in Slicer.
+CLI_PACKAGE = "AdaptiveRecontourLib"
 
 
 class AdaptiveRecontour(ScriptedLoadableModule):  # noqa: F405
@@ -87,7 +92,9 @@ class AdaptiveRecontourParameterNode:
 
 # --------------------------------------------------------------------------------------------------------- widget
 class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
-    """Gathers inputs, runs the Logic in background jobs (Apply/Evaluate/Train become Cancel), shows results."""
+    """Gathers inputs, runs re-contouring, evaluation and training as child processes of ``python -m
+    AdaptiveRecontourLib`` (Apply/Evaluate/Train become Cancel) and loads their results into NEW nodes. A cancelled,
+    failed or killed child adds nothing to the scene; its private folder is removed (JobPoller)."""
 
     POLL_INTERVAL_MS = 100
 
@@ -204,9 +211,26 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._parameterNode.model = source.name
         self._checkCanApply()
 
+    # jobs: each runs as a child process of this module's command line (python -m AdaptiveRecontourLib; PythonSlicer
+    # in Slicer). A Python worker thread would starve in Slicer: PythonQt keeps the GIL in the main thread while Qt's
+    # event loop waits (PythonQt's thread support is off in Slicer and CTK).
+    @staticmethod
+    def _newJobFolder(name: str) -> Path:
+        return job_folder(f"AdaptiveRecontour-{name}")
+
+    def _modelArguments(self, option: str, model: Any) -> List[str]:
+        """``option <name>`` (or a weights path) plus the training output folders the child looks names up in."""
+        if model is None:
+            return []
+        name = getattr(model, "name", None) or str(model)
+        arguments = [option, name]
+        for folder in self.logic.trainingOutputFolders:
+            arguments += ["--model-folder", str(folder)]
+        return arguments
+
     # apply
     @property
-    def _job(self) -> Optional[BackgroundJob]:
+    def _job(self) -> Optional[ProcessJob]:
         return self.jobs.job("recontouring")
 
     def isRunning(self) -> bool:
@@ -222,15 +246,32 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         try:
             if model is None:
                 raise ValueError(_("No model: train one or add weights to the model list."))
-            inputs = self.logic.recontourInputs(p.planningVolume, p.planningSegmentation, p.dailyVolume)
+            planning, labels, daily = self.logic.recontourInputs(p.planningVolume, p.planningSegmentation,
+                                                                 p.dailyVolume)
         except ValueError as error:
             self._showError(str(error))
             return
+        if not ensure_packages(self.ui.statusLabel, "AdaptiveRecontour"):  # torch & co., with consent, GUI thread
+            return
+        folder = self._newJobFolder("recontouring")
+        try:  # plain NRRD with full geometry: the child has no slicer-core to read .seg.nrrd
+            from mednets.io import write_volume
+
+            write_volume(planning, folder / "planning.nrrd")
+            write_volume(planning.with_array(np.asarray(labels, dtype=np.uint8)), folder / "planning_label.nrrd")
+            write_volume(daily, folder / "daily.nrrd")
+        except (OSError, ValueError) as error:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._showError(str(error))
+            return
+        arguments = (["predict", "--planning", folder / "planning.nrrd", "--planning-label",
+                      folder / "planning_label.nrrd", "--daily", folder / "daily.nrrd",
+                      "--output", folder / "daily_label.nrrd", "--field", folder / "field.nrrd",
+                      "--use", p.output.value, "--device", p.device.value, "--batch-size", int(p.batchSize)]
+                     + self._modelArguments("--model", model))
         self._jobTarget = (p.planningVolume, p.planningSegmentation, p.dailyVolume)
-        self.jobs.start("recontouring", BackgroundJob(self.logic.computeRecontour, *inputs, model=model,
-                                                      device=p.device.value, output=p.output.value,
-                                                      batchSize=p.batchSize),
-                        self._onRecontourProgress, self._finishJob)
+        start_cli_job(self.jobs, "recontouring", CLI_PACKAGE, arguments, self._onRecontourProgress, self._finishJob,
+                      folder=folder)
         self.ui.applyButton.setText(_("Cancel"))
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.show()
@@ -240,18 +281,34 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.progressBar.setValue(int(round(100 * event.fraction)))
         self.ui.statusLabel.setText(event.message)
 
-    def _finishJob(self, job: BackgroundJob) -> None:
+    @staticmethod
+    def _readRecontour(job: ProcessJob):
+        """The child's outputs as the Logic's result: daily labels (daily grid) and the displacement field (RAS mm,
+        working grid); re-raises the child's error (ProcessJobError) or OperationCancelled."""
+        from types import SimpleNamespace
+
+        from mednets.io import read_volume
+
+        outputs = job.result(timeout=0).last
+        if not outputs or not outputs.get("output"):
+            raise ProcessJobError(_("The re-contouring process reported no result."))
+        labels = np.rint(np.asarray(read_volume(outputs["output"]).array)).astype(np.uint8)
+        field = read_volume(outputs["field"])
+        return SimpleNamespace(labels=labels, grid=field, displacement_ras=np.asarray(field.array, np.float64),
+                               output=str(outputs.get("use", "")), timings=dict(outputs.get("timings") or {}))
+
+    def _finishJob(self, job: ProcessJob) -> None:
         target, self._jobTarget = self._jobTarget, None
         self.ui.applyButton.setText(_("Apply"))
         self.ui.progressBar.hide()
         try:
-            result, config = job.result(timeout=0)
+            result = self._readRecontour(job)
             segmentationNode, transformNode = self.logic.createOutputNodes(target[0], target[1], target[2], result,
-                                                                           config)
+                                                                           None)
         except OperationCancelled:
             self.ui.statusLabel.setText(_("Cancelled: nothing was added to the scene."))
         except Exception as error:  # noqa: BLE001 - reported in the panel
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, ProcessJobError)):
                 logging.exception("AdaptiveRecontour failed")
             self._showError(str(error))
         else:
@@ -265,9 +322,9 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 n=result.timings.get("network_s", 0.0)))
         self._checkCanApply()
 
-    # evaluate
+    # evaluate (in the child too: surface distances and Hausdorff distances of four structures take seconds)
     @property
-    def _evaluationJob(self) -> Optional[BackgroundJob]:
+    def _evaluationJob(self) -> Optional[ProcessJob]:
         return self.jobs.job("evaluation")
 
     def isEvaluating(self) -> bool:
@@ -276,28 +333,51 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onEvaluateButton(self) -> None:
         if self.isEvaluating():
             self.jobs.cancel("evaluation")
+            self.ui.evaluateStatusLabel.setText(_("Cancelling..."))
             return
         p = self._parameterNode
+        folder = None
         try:
-            inputs = self.logic.evaluationInputs(p.resultSegmentation, p.referenceSegmentation, p.dailyVolume,
-                                                 p.resultTransform)
-        except ValueError as error:
+            labels, reference, _spacing, _field = self.logic.evaluationInputs(
+                p.resultSegmentation, p.referenceSegmentation, p.dailyVolume, None)
+            if not ensure_packages(self.ui.evaluateStatusLabel, "AdaptiveRecontour"):
+                return
+            from mednets.io import write_volume
+
+            volume = mrml.volume_from_node(p.dailyVolume)
+            folder = self._newJobFolder("evaluation")
+            write_volume(volume.with_array(np.asarray(labels, np.uint8)), folder / "result.nrrd")
+            write_volume(volume.with_array(np.asarray(reference, np.uint8)), folder / "reference.nrrd")
+            arguments = ["evaluate", "--result", folder / "result.nrrd", "--reference", folder / "reference.nrrd"]
+            if p.resultTransform is not None:  # the field on the daily CT's grid, RAS mm (as the Logic samples it)
+                ras = mrml.displacement_field_from_node(p.resultTransform, p.dailyVolume)
+                write_volume(volume.with_array(np.asarray(ras, np.float32)), folder / "field.nrrd")
+                arguments += ["--field", folder / "field.nrrd"]
+        except Exception as error:  # noqa: BLE001
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
+            if not isinstance(error, (ValueError, OSError)):
+                logging.exception("AdaptiveRecontour evaluation failed")
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
             return
         self._evaluationName = f"{p.resultSegmentation.GetName()} metrics"
-        self.jobs.start("evaluation", BackgroundJob(self.logic.computeEvaluation, *inputs), None,
-                        self._finishEvaluation)
+        start_cli_job(self.jobs, "evaluation", CLI_PACKAGE, arguments, None, self._finishEvaluation, folder=folder)
         self.ui.evaluateButton.setText(_("Cancel"))
         self.ui.evaluateStatusLabel.setText(_("Computing DSC, MSD, HD and the Jacobian..."))
 
-    def _finishEvaluation(self, job: BackgroundJob) -> None:
+    def _finishEvaluation(self, job: ProcessJob) -> None:
         self.ui.evaluateButton.setText(_("Evaluate"))
         try:
-            rows = job.result(timeout=0)
+            outputs = job.result(timeout=0).last
+            if not outputs or "rows" not in outputs:
+                raise ProcessJobError(_("The evaluation process reported no result."))
+            rows = [dict(row) for row in outputs["rows"]]
             table = self.logic.createMetricsTable(rows, self._evaluationName)
         except OperationCancelled:
             self.ui.evaluateStatusLabel.setText(_("Cancelled: no table was added."))
         except Exception as error:  # noqa: BLE001
+            if not isinstance(error, (ValueError, ProcessJobError)):
+                logging.exception("AdaptiveRecontour evaluation failed")
             self._showError(str(error), _("Evaluation failed"), self.ui.evaluateStatusLabel)
         else:
             self.lastTableNode = table
@@ -310,7 +390,7 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     # training
     @property
-    def _trainingJob(self) -> Optional[BackgroundJob]:
+    def _trainingJob(self) -> Optional[ProcessJob]:
         return self.jobs.job("training")
 
     def isTraining(self) -> bool:
@@ -327,6 +407,24 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return
         self.ui.trainingStatusLabel.setText(_("Added the pair '{name}' to the training folder.").format(name=name))
 
+    def _trainingArguments(self, folder: Path, output: Path, initialModel: Any) -> List[str]:
+        """The panel's settings and ``widget.trainingOptions`` (``logic.train`` keywords: iterations, seed,
+        configName, device and configuration fields such as filters or patch_size) as ``train`` options."""
+        p = self._parameterNode
+        options = dict(self.trainingOptions)
+        iterations = options.pop("iterations", p.iterations)
+        arguments = ["train", "--folder", folder, "--output-dir", output,
+                     "--config", options.pop("configName", "cpu_small"),
+                     "--device", options.pop("device", p.device.value), "--seed", int(options.pop("seed", 0))]
+        if iterations is not None:
+            arguments += ["--iterations", int(iterations)]
+        options.update(options.pop("configChanges", None) or {})
+        options.update(options.pop("modelOverrides", None) or {})
+        if options:
+            arguments += ["--config-changes", json.dumps({k: list(v) if isinstance(v, tuple) else v
+                                                          for k, v in options.items()})]
+        return arguments + self._modelArguments("--initial-model", initialModel)
+
     def onTrainButton(self) -> None:
         if self.isTraining():
             self.jobs.cancel("training")
@@ -340,34 +438,45 @@ class AdaptiveRecontourWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return
         try:
             initialModel = self.models.fine_tuning_start(p.fineTune)
-        except ValueError as error:
+            arguments = self._trainingArguments(folder, output, initialModel)
+        except (ValueError, TypeError) as error:
             self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
             return
+        if not ensure_packages(self.ui.trainingStatusLabel, "AdaptiveRecontour"):
+            return
         self._trainingOutput = output
-        self.jobs.start("training", BackgroundJob(self.logic.train, str(folder), str(output), iterations=p.iterations,
-                                                  device=p.device.value, initialModel=initialModel,
-                                                  **self.trainingOptions),
-                        self._onTrainingProgress, self._finishTraining)
+        start_cli_job(self.jobs, "training", CLI_PACKAGE, arguments, self._onTrainingProgress, self._finishTraining,
+                      folder=self._newJobFolder("training"), on_log=self._onTrainingLog)
         self.ui.trainButton.setText(_("Cancel training"))
         self.ui.trainingProgressBar.setValue(0)
         self.ui.trainingProgressBar.show()
+        self.ui.trainingStatusLabel.setText(_("Training..."))
 
     def _onTrainingProgress(self, event) -> None:
         self.ui.trainingProgressBar.setValue(int(round(100 * event.fraction)))
         self.ui.trainingStatusLabel.setText(event.message)
 
-    def _finishTraining(self, job: BackgroundJob) -> None:
+    def _onTrainingLog(self, message: str) -> None:
+        logging.info("AdaptiveRecontour training: %s", message)
+
+    def _finishTraining(self, job: ProcessJob) -> None:
         self.ui.trainButton.setText(_("Start training"))
         self.ui.trainingProgressBar.hide()
         try:
-            checkpoint = job.result(timeout=0)
+            outputs = job.result(timeout=0).last
+            if not outputs or not outputs.get("checkpoint"):
+                raise ProcessJobError(_("The training process reported no checkpoint."))
+            checkpoint = str(outputs["checkpoint"])
         except OperationCancelled:
             self.ui.trainingStatusLabel.setText(_("Training cancelled."))
         except Exception as error:  # noqa: BLE001
-            if not isinstance(error, ValueError):
+            if not isinstance(error, (ValueError, ProcessJobError)):
                 logging.exception("AdaptiveRecontour training failed")
             self._showError(str(error), _("Training failed"), self.ui.trainingStatusLabel)
         else:
+            outputFolder = str(self._trainingOutput)
+            if outputFolder not in self.logic.trainingOutputFolders:  # as logic.train does
+                self.logic.trainingOutputFolders.append(outputFolder)
             self.refreshModels(selectPath=checkpoint)
             self.ui.trainingStatusLabel.setText(_("Training finished; '{name}' is selected.").format(
                 name=Path(checkpoint).stem))
@@ -482,31 +591,19 @@ class AdaptiveRecontourLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         volume = mrml.volume_from_node(dailyVolumeNode)
         field = None
         if transformNode is not None:
+            from AdaptiveRecontourLib.evaluation import field_along_ijk
+
             ras = mrml.displacement_field_from_node(transformNode, dailyVolumeNode)  # (K, J, I, 3) RAS mm
-            directions = volume.directions_ras  # columns: RAS unit vectors of I, J, K
-            along_ijk = ras @ directions  # components along I, J, K
-            field = np.stack([along_ijk[..., 2], along_ijk[..., 1], along_ijk[..., 0]])
+            field = field_along_ijk(ras, volume.directions_ras)  # columns of directions_ras: RAS of I, J, K
         return labels, reference, volume.spacing, field
 
     @staticmethod
     def computeEvaluation(labels, reference, spacing, field=None, progress=None, cancel=None) -> List[Dict[str, Any]]:
-        """DSC, MSD, HD (mm) per structure; Jacobian determinant std and folding fraction of the field."""
-        from mednets.metrics import deformation_metrics, per_label_metrics
+        """DSC, MSD, HD (mm) per structure; Jacobian determinant std and folding fraction of the field (the same
+        function as ``python -m AdaptiveRecontourLib evaluate``, which the panel runs as a child process)."""
+        from AdaptiveRecontourLib.evaluation import evaluation_rows
 
-        names = {i + 1: n for i, n in enumerate(SEGMENT_NAMES)}
-        rows = []
-        for row in per_label_metrics(labels, reference, names, spacing,
-                                     metrics=("dice", "mean_surface_distance", "hausdorff_distance"),
-                                     progress=progress, cancel=cancel):
-            rows.append({"structure": row["name"], "dice": float(row["dice"]),
-                         "msd_mm": float(row["mean_surface_distance"]), "hd_mm": float(row["hausdorff_distance"]),
-                         "jacobian_std": float("nan"), "folding_fraction": float("nan")})
-        if field is not None:
-            d = deformation_metrics(field, spacing)
-            rows.append({"structure": "deformation", "dice": float("nan"), "msd_mm": float("nan"),
-                         "hd_mm": float("nan"), "jacobian_std": d["jacobian_std"],
-                         "folding_fraction": d["folding_fraction"]})
-        return rows
+        return evaluation_rows(labels, reference, spacing, field, progress=progress, cancel=cancel)
 
     @staticmethod
     def createMetricsTable(rows, name: str):

@@ -1,8 +1,11 @@
 """AdaptiveRecontour, the scripted module, run unchanged under pytest through the Slicer test runtime.
 
 Covers loading the module file as Slicer does, its own ``AdaptiveRecontourTest`` (logic level: a phantom pair in,
-a daily segmentation and a grid transform out, the metrics table) and a widget test (select the inputs, Apply, wait
-for the background job, check the new nodes; Evaluate; bad input), with the bundled demo weights.
+a daily segmentation and a grid transform out, the metrics table) and widget tests (select the inputs, Apply, wait
+for the job, check the new nodes; Evaluate; bad input), with the bundled demo weights. The panel's Apply, Evaluate and
+Train run as child processes of ``python -m AdaptiveRecontourLib``; ``AdaptiveRecontour/Testing/Python/
+AdaptiveRecontourWidgetTest.py`` checks that no Python thread starts, the event loop keeps turning, cancel latency is
+under 2 s, and a failed or SIGKILLed child leaves the scene unchanged and its folder removed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from slicer_test_runtime import module_test_names
 ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = ROOT / "AdaptiveRecontour"
 MODULE_FILE = MODULE_DIR / "AdaptiveRecontour.py"
+WIDGET_TESTS = MODULE_DIR / "Testing" / "Python" / "AdaptiveRecontourWidgetTest.py"
 
 
 @pytest.fixture(autouse=True)
@@ -40,6 +44,13 @@ def test_module_file_is_loaded_as_slicer_loads_it(slicer_runtime, mrml_scene):
 @pytest.mark.parametrize("testName", module_test_names(MODULE_FILE))
 def test_module_self_test(slicer_runtime, mrml_scene, testName):
     slicer_runtime.run_module_tests("AdaptiveRecontour", [testName])
+
+
+@pytest.mark.parametrize("testName", module_test_names(WIDGET_TESTS, "AdaptiveRecontourWidgetTest"))
+def test_widget(module_widget, slicer_runtime, mrml_scene, testName):
+    slicer_runtime.load_module(MODULE_FILE)
+    module_widget("AdaptiveRecontour")
+    slicer_runtime.run_test_file(WIDGET_TESTS, [testName])
 
 
 def _wait(widget, condition, timeout=120.0):
