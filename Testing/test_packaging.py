@@ -12,6 +12,7 @@ MODULES = ("AxillaryLNDetect", "AneurysmSeg", "AdaptiveRecontour", "OrganCombo",
 SLICER_SIDE_LIB_FILES = {"SegmentEditorEffect.py"}
 SHIPPED_SUFFIXES = {".py", ".ui", ".png", ".json", ".safetensors", ".txt", ".csv", ".nrrd", ".svg"}
 EXCLUDED_PARTS = {"Testing", "__pycache__"}
+EXCLUDED_SUFFIXES = (".egg-info",)  # pip install -e . writes MedNetsCore/slicermednets.egg-info: not shipped
 
 
 def _cmake_text(folder: Path) -> str:
@@ -22,6 +23,8 @@ def _cmake_text(folder: Path) -> str:
 def _shipped_files(folder: Path):
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
+        if any(part.endswith(EXCLUDED_SUFFIXES) for part in relative.parts):
+            continue
         if path.is_file() and path.suffix in SHIPPED_SUFFIXES and not EXCLUDED_PARTS & set(relative.parts):
             if relative.name != "CMakeLists.txt":
                 yield relative
@@ -29,6 +32,7 @@ def _shipped_files(folder: Path):
 
 def _scripted_module_folders():
     folders = [ROOT / m for m in MODULES if (ROOT / m / "CMakeLists.txt").exists()]
+    folders.append(ROOT / "MedNetsCore")  # the hidden module that puts mednets on sys.path (fault 2, issue 15)
     folders.append(ROOT / "Testing" / "HarnessThreshold")
     return [f for f in folders if (f / "CMakeLists.txt").exists()]
 
@@ -74,7 +78,17 @@ def test_mednets_core_lists_every_python_file_and_nothing_else():
     present = {p.relative_to(core).as_posix() for p in (core / "mednets").rglob("*.py")}
     assert present - listed == set(), f"not listed in MedNetsCore/CMakeLists.txt: {sorted(present - listed)}"
     assert listed - present == set(), f"listed but missing: {sorted(listed - present)}"
-    assert "ctkMacroCompilePythonScript(" in text
+    assert "slicerMacroBuildScriptedModule(" in text and "${MEDNETS_PYTHON_SCRIPTS}" in text
+    assert (core / "MedNetsCore.py").is_file()  # the module file that makes Slicer put MedNetsCore/ on sys.path
+
+
+def test_every_module_folder_of_the_checkout_is_built():
+    """Every ``<Folder>/<Folder>.py`` Slicer would discover in the checkout is added by the top-level CMake."""
+    text = _cmake_text(ROOT)
+    folders = sorted(p.parent.name for p in ROOT.glob("*/*.py") if p.stem == p.parent.name)
+    assert "MedNetsCore" in folders
+    assert [f for f in folders if f"add_subdirectory({f})" not in text] == []
+    assert text.index("add_subdirectory(MedNetsCore)") < min(text.index(f"add_subdirectory({m})") for m in MODULES)
 
 
 #: The only mednets files that may import Slicer/Qt: the MRML bridge and the widgets' panel pieces. Everything else

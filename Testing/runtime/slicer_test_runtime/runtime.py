@@ -16,7 +16,7 @@ import types
 import unittest
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 __all__ = ["Message", "Runtime", "install", "installed", "module_test_names", "REPOSITORY_ROOT"]
 
@@ -55,7 +55,11 @@ class Runtime:
                                  os.path.join(self.temporaryPath, "settings"))
         self.messages: List[Message] = []
         self.moduleSearchPaths: List[Path] = [REPOSITORY_ROOT, REPOSITORY_ROOT / "Testing"]
+        #: module name -> module file, for every module file found by :meth:`register_modules` (Slicer's
+        #: "registered" modules: known to the factory, folder on sys.path, not yet instantiated).
+        self.registeredModules: Dict[str, Path] = {}
         self._installNamespaces()
+        self.register_modules()
 
     # ------------------------------------------------------------------------------------------------ installation
     def _installNamespaces(self) -> None:
@@ -153,19 +157,68 @@ class Runtime:
             time.sleep(0.005)
 
     # ------------------------------------------------------------------------------------------------ modules
+    @staticmethod
+    def discover_module_files(searchPaths: Sequence[PathLike]) -> List[Path]:
+        """The module files ``<Folder>/<Folder>.py`` of ``searchPaths``, in discovery order.
+
+        A search path is either a module folder itself (what Slicer's ``--additional-module-paths`` names, e.g.
+        ``OrganCombo``) or a folder holding module folders (the repository root, ``Testing``), scanned in name order.
+        In Slicer a module path is scanned for ``*.py`` files by ``qSlicerScriptedLoadableModuleFactory::
+        registerItems`` -> ``ctkAbstractFileBasedFactory::registerAllFileItems`` (``isValidFile``: a ``.py`` that is
+        not a CLI script); a source checkout's module folder holds exactly one top-level ``.py``, the module file, so
+        ``<Folder>/<Folder>.py`` is the same set of files.
+        """
+        found: List[Path] = []
+        for searchPath in map(Path, searchPaths):
+            if (searchPath / f"{searchPath.name}.py").is_file():
+                candidates = [searchPath]
+            else:
+                candidates = sorted(p for p in searchPath.iterdir() if p.is_dir()) if searchPath.is_dir() else []
+            for folder in candidates:
+                moduleFile = folder / f"{folder.name}.py"
+                if moduleFile.is_file() and moduleFile.resolve() not in found:
+                    found.append(moduleFile.resolve())
+        return found
+
+    def register_modules(self, searchPaths: Optional[Sequence[PathLike]] = None) -> List[Path]:
+        """Register the module files of ``searchPaths`` (default ``moduleSearchPaths``) as Slicer's factory does at
+        start-up, before any module is instantiated: each module's folder is APPENDED to ``sys.path`` in discovery
+        order, after what is there, and nothing else of the checkout is added.
+
+        Slicer: ``ctkAbstractFactory::registerItem`` (commontk/CTK ``Libs/Core/ctkAbstractFactory.tpp``) calls
+        ``item->load()`` when an item is registered; ``ctkFactoryScriptedItem::load()``
+        (``Base/QTGUI/qSlicerScriptedLoadableModuleFactory.cxx``) then calls ``appendPythonPaths`` with the folder of
+        the module file (skipped only for modules embedded in the Slicer build, which the runtime has none of).
+        So a folder's packages (``<Module>Lib``, ``mednets`` next to ``MedNetsCore.py``) import in every module.
+        Returns the newly registered module files.
+        """
+        registered = []
+        for moduleFile in self.discover_module_files(self.moduleSearchPaths if searchPaths is None else searchPaths):
+            if moduleFile.stem in self.registeredModules:
+                continue
+            self.registeredModules[moduleFile.stem] = moduleFile
+            folder = str(moduleFile.parent)
+            if folder not in sys.path:
+                sys.path.append(folder)  # appendPythonPaths: after what is there
+            registered.append(moduleFile)
+        return registered
+
     def find_module_file(self, moduleName: str) -> Path:
-        """``<folder>/<moduleName>/<moduleName>.py`` in one of ``moduleSearchPaths``."""
-        for folder in self.moduleSearchPaths:
-            candidate = Path(folder) / moduleName / f"{moduleName}.py"
-            if candidate.is_file():
-                return candidate
+        """The registered module file of ``moduleName`` (``<folder>/<moduleName>/<moduleName>.py`` in one of
+        ``moduleSearchPaths``; a module path added to ``moduleSearchPaths`` later is registered now)."""
+        if moduleName not in self.registeredModules:
+            self.register_modules()
+        if moduleName in self.registeredModules:
+            return self.registeredModules[moduleName]
         raise FileNotFoundError(f"No scripted module {moduleName} in {[str(p) for p in self.moduleSearchPaths]}")
 
     def load_module(self, path: PathLike) -> types.ModuleType:
         """Import a scripted module file as Slicer does and register it; return its Python module.
 
-        The module name is the file stem; its folder goes on ``sys.path`` (so ``<Module>Lib`` imports work); the
-        ``<Module>`` class is instantiated with a ``qSlicerScriptedLoadableModule`` parent whose ``path`` is the file;
+        The file is registered first if it was not (its folder appended to ``sys.path``, see
+        :meth:`register_modules`); then, as ``ctkFactoryScriptedItem::instanciator()`` ->
+        ``qSlicerScriptedLoadableModule::setPythonSource`` (``Base/QTGUI/qSlicerScriptedLoadableModule.cxx``) does, it is
+        imported as the Python module named after the file (the file stem); the ``<Module>`` class is instantiated with a ``qSlicerScriptedLoadableModule`` parent whose ``path`` is the file;
         the module becomes ``slicer.modules.<lower-case name>`` (and ``slicer.modules.<Name>Instance``), known to
         ``slicer.util.getModule``. Loading an already loaded file returns the loaded module.
         """
@@ -180,8 +233,10 @@ class Runtime:
             if Path(loaded.path).resolve() != path:
                 raise RuntimeError(f"A module named {name} is already loaded from {loaded.path}")
             return loaded.pythonModule
-        if str(path.parent) not in sys.path:
-            sys.path.insert(0, str(path.parent))
+        if self.registeredModules.get(name) != path:  # a file outside the search paths: register it alone
+            self.registeredModules[name] = path
+            if str(path.parent) not in sys.path:
+                sys.path.append(str(path.parent))
         spec = importlib.util.spec_from_file_location(name, path)
         pythonModule = importlib.util.module_from_spec(spec)
         pythonqt.register_slicer_code(name)
