@@ -10,6 +10,7 @@ The tests do not need the bundled demo weights: ``setUp`` writes a small, untrai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -22,11 +23,26 @@ import numpy as np
 import slicer
 from mednets import mrml
 from mednets.image import Volume
+from mednets.jobs import ProcessJob
 from mednets.phantoms import KJI_LPS_DIRECTIONS
 from mednets.phantoms.cta_head import cta_head_phantom
 from mednets.terminology import segment_specs
 
 TIMEOUT_S = 120.0
+
+
+def runtimeJobs():
+    """``slicer_test_runtime.jobs`` under pytest; None inside 3D Slicer (the runtime is not there)."""
+    try:
+        from slicer_test_runtime import jobs
+    except ImportError:
+        return None
+    return jobs
+
+
+def noPythonThreads():
+    jobs = runtimeJobs()
+    return jobs.no_python_threads() if jobs is not None else contextlib.nullcontext([])
 PHANTOM_SHAPE, PHANTOM_SPACING = (32, 40, 40), (2.0, 2.0, 2.0)
 
 
@@ -210,9 +226,65 @@ class AneurysmSegWidgetTest(unittest.TestCase):
                                        "configChanges": {k: getattr(config, k) for k in (
                                            "model_overrides", "patch_size", "global_size", "window_overlap",
                                            "jitter", "batch_size")}}
-        self.ui.trainButton.click()
-        waitUntil(lambda: not self.widget.isTraining())
+        with noPythonThreads():  # python -m AneurysmSegLib train runs as a child process
+            self.ui.trainButton.click()
+            self.assertIsInstance(self.widget.jobs.job("training"), ProcessJob)
+            waitUntil(lambda: not self.widget.isTraining())
         self.assertIn("Training finished after 2 iterations", self.ui.trainingStatusLabel.text)
         self.assertTrue((self.folder / "run" / "best.safetensors").is_file())
         self.assertEqual(Path(self.widget._selectedModel().path).resolve(),
                          (self.folder / "run" / "best.safetensors").resolve())
+
+    def test_apply_runs_in_a_child_without_threads_and_the_gui_keeps_turning(self):
+        """Apply is a child process: no Python thread starts here and a 50 ms timer ticks >= 5 times per second."""
+        jobs = runtimeJobs()
+        if jobs is None:
+            self.skipTest("needs the test runtime's slicer_test_runtime.jobs")
+        volumeNode, _ = self.addPhantom(seed=7)
+        self.ui.inputSelector.setCurrentNode(volumeNode)
+        timer, ticks = jobs.count_ticks(50)
+        try:
+            with jobs.no_python_threads():
+                started = time.monotonic()
+                self.ui.applyButton.click()
+                self.assertIsInstance(self.widget.jobs.job("segmentation"), ProcessJob)
+                waitUntil(lambda: not self.widget.isRunning())
+                seconds = time.monotonic() - started
+        finally:
+            timer.stop()
+        print(f"AneurysmSeg Apply in a child process: {seconds:.1f} s, {len(ticks)} ticks "
+              f"({len(ticks) / seconds:.1f} per s)")
+        self.assertGreaterEqual(len(ticks), 5 * seconds, "the event loop stalled during the job")
+        self.assertIn("aneurysm candidate", self.ui.statusLabel.text)
+
+    def test_killed_child_and_cancel_leave_the_scene_unchanged(self):
+        """SIGKILL the child mid-Apply: scene unchanged, the kill named, folder gone. Then cancel a running child
+        after its first output: idle within 2 s, nothing added, folder gone."""
+        jobs = runtimeJobs()
+        if jobs is None:
+            self.skipTest("needs the test runtime's slicer_test_runtime.jobs")
+        volumeNode, _ = self.addPhantom(seed=8)
+        self.ui.inputSelector.setCurrentNode(volumeNode)
+        before = jobs.scene_fingerprint()
+        self.ui.applyButton.click()
+        job = self.widget.jobs.job("segmentation")
+        jobs.kill_job_child(job)
+        waitUntil(lambda: not self.widget.isRunning())
+        self.assertEqual(jobs.scene_fingerprint(), before)
+        self.assertIn("SIGKILL", self.ui.statusLabel.text)
+        self.assertFalse(job.folder.exists())
+
+        self.ui.applyButton.click()
+        job = self.widget.jobs.job("segmentation")
+        log = job.folder / "stdout.log"
+        waitUntil(lambda: not self.widget.isRunning() or (log.exists() and log.stat().st_size > 0))
+        self.assertTrue(self.widget.isRunning(), "the job ended before it reported progress")
+        clicked = time.monotonic()
+        self.ui.applyButton.click()  # Cancel
+        waitUntil(lambda: not self.widget.isRunning())
+        latency = time.monotonic() - clicked
+        print(f"AneurysmSeg cancel latency (click to idle panel): {latency:.2f} s")
+        self.assertLess(latency, 2.0)
+        self.assertEqual(jobs.scene_fingerprint(), before)
+        self.assertIn("Cancelled", self.ui.statusLabel.text)
+        self.assertFalse(job.folder.exists())
