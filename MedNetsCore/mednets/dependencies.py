@@ -38,6 +38,7 @@ __all__ = [
     "ensure_torch",
     "RUNTIME_REQUIREMENTS",
     "ensure_runtime",
+    "testing_enabled",
 ]
 
 #: Distributions that 3D Slicer ships in its own Python; never install or upgrade them from an extension.
@@ -166,6 +167,83 @@ def _slicer_confirm(message: str) -> bool:
     return bool(slicer.util.confirmOkCancelDisplay(message, windowTitle="SlicerMedNets: install Python packages"))
 
 
+def testing_enabled() -> bool:
+    """True when Slicer runs with ``--testing``.
+
+    Slicer's ``confirmOkCancelDisplay`` returns True WITHOUT showing anything in testing mode (Base/Python/slicer/util.py,
+    v5.8.1), so a ctest run would silently download gigabytes: in testing mode nothing is installed unless the caller
+    passes its own installer.
+    """
+    slicer = sys.modules.get("slicer")
+    app = getattr(slicer, "app", None) if slicer is not None else None
+    probe = getattr(app, "testingEnabled", None)
+    try:
+        return bool(probe()) if callable(probe) else False
+    except Exception:  # a stand-in application without the method
+        return False
+
+
+def _names(requirements: Sequence[Requirement]) -> str:
+    return ", ".join(r.text for r in requirements)
+
+
+def _install_with_consent(
+    missing: List[Requirement],
+    requester: str,
+    confirm: Optional[Confirm],
+    installer: Optional[Callable[[List[Requirement]], None]],
+    torch_requirement: Optional[Requirement] = None,
+) -> List[Requirement]:
+    """Ask ONCE for everything in ``missing`` (torch first when it is in there), then install and re-check.
+
+    ``torch_requirement`` (when torch itself is missing) goes through the PyTorch extension inside Slicer, which picks the
+    CUDA build matching the driver and installs torchvision with it; the others through ``installer``.
+    """
+    in_slicer = running_in_slicer()
+    bundled = [r for r in missing if r.name.lower() in SLICER_BUNDLED_PACKAGES]
+    if bundled and in_slicer:
+        names = ", ".join(f"{r.text} (found {installed_version(r.name) or 'none'})" for r in bundled)
+        raise MissingDependencyError(
+            f"{requester} needs {names}, which 3D Slicer ships itself; it is not replaced automatically because that "
+            "can break Slicer. Please use a newer Slicer release."
+        )
+    if installer is None and not in_slicer:
+        raise MissingDependencyError(
+            f"{requester} needs {_names(missing)}. Install with:\n    {pip_command(missing)}"
+        )
+    if installer is None and testing_enabled():
+        raise MissingDependencyError(
+            f"{requester} needs {_names(missing)}; nothing is installed while Slicer runs in testing mode. "
+            f"Install with:\n    {pip_command(missing)}"
+        )
+    confirm = confirm or (_slicer_confirm if in_slicer else None)
+    size_note = " PyTorch alone is several GB." if torch_requirement is not None else ""
+    question = (
+        f"{requester} needs these Python packages: {_names(missing)}.\n"
+        f"Install them now? This can take a few minutes.{size_note}"
+    )
+    if confirm is not None and not confirm(question):
+        raise MissingDependencyError(f"{requester} cannot run without {_names(missing)} (installation declined).")
+    rest = [r for r in missing if r is not torch_requirement]
+    if torch_requirement is not None:
+        if installer is None:
+            _install_torch_extension(torch_requirement)
+        else:
+            installer([torch_requirement])
+        importlib.invalidate_caches()
+        rest = missing_requirements(rest)  # the PyTorch extension also brings torchvision
+    if rest:
+        (installer or _slicer_installer(requester))(rest)
+    importlib.invalidate_caches()
+    still_missing = missing_requirements(missing)
+    if still_missing:
+        raise MissingDependencyError(
+            f"Installing {_names(still_missing)} did not succeed; see the Python console. "
+            f"You can try by hand: {pip_command(still_missing)}"
+        )
+    return missing
+
+
 def ensure_requirements(
     requirements: Iterable[str | Requirement],
     requester: str = "SlicerMedNets",
@@ -177,64 +255,62 @@ def ensure_requirements(
     Args:
         requirements: requirement strings, e.g. ``["scikit-image>=0.21"]``.
         requester: the module asking, shown to the user.
-        confirm: asks the user; default inside Slicer is an OK/Cancel dialog. Outside Slicer, with no ``installer``
-            given, nothing is installed and :class:`MissingDependencyError` is raised.
-        installer: installs a list of requirements (defaults: ``slicer.packaging.pip_ensure`` or
-            ``slicer.util.pip_install`` inside Slicer).
+        confirm: asks the user (one question for all missing packages); default inside Slicer is an OK/Cancel dialog.
+            Outside Slicer, or in Slicer's testing mode, with no ``installer`` given, nothing is installed and
+            :class:`MissingDependencyError` is raised.
+        installer: installs a list of requirements (defaults: ``slicer.packaging.pip_ensure`` on Slicer >= 5.12,
+            else ``slicer.util.pip_install``).
 
     Returns:
         The requirements that were installed (empty if everything was present).
 
     Raises:
-        MissingDependencyError: a requirement is missing and was not installed (declined, outside Slicer, or it is a
-            package that Slicer ships and must not be replaced).
+        MissingDependencyError: a requirement is missing and was not installed (declined, outside Slicer, testing mode,
+            or a package that Slicer ships and must not be replaced).
     """
     missing = missing_requirements(requirements)
     if not missing:
         return []
-    bundled = [r for r in missing if r.name.lower() in SLICER_BUNDLED_PACKAGES]
-    if bundled and running_in_slicer():
-        names = ", ".join(f"{r.text} (found {installed_version(r.name) or 'none'})" for r in bundled)
-        raise MissingDependencyError(
-            f"{requester} needs {names}, which 3D Slicer ships itself; it is not replaced automatically because that "
-            "can break Slicer. Please use a newer Slicer release."
-        )
-    if installer is None and not running_in_slicer():
-        raise MissingDependencyError(
-            f"{requester} needs {', '.join(r.text for r in missing)}. Install with:\n    {pip_command(missing)}"
-        )
-    confirm = confirm or (_slicer_confirm if running_in_slicer() else None)
-    question = (
-        f"{requester} needs these Python packages: {', '.join(r.text for r in missing)}.\n"
-        "Install them now? This can take a few minutes."
-    )
-    if confirm is not None and not confirm(question):
-        raise MissingDependencyError(
-            f"{requester} cannot run without {', '.join(r.text for r in missing)} (installation declined)."
-        )
-    (installer or _slicer_installer(requester))(missing)
-    importlib.invalidate_caches()
-    still_missing = missing_requirements(missing)
-    if still_missing:
-        raise MissingDependencyError(
-            f"Installing {', '.join(r.text for r in still_missing)} did not succeed; see the Python console. "
-            f"You can try by hand: {pip_command(still_missing)}"
-        )
-    return missing
+    return _install_with_consent(missing, requester, confirm, installer)
 
 
 def _slicer_installer(requester: str) -> Callable[[List[Requirement]], None]:
     slicer = sys.modules["slicer"]
-    packaging = getattr(slicer, "packaging", None)
+    pip_ensure = None
+    try:
+        # Slicer >= 5.12 only, and slicer/__init__.py does not import the submodule: import it ourselves, guarded.
+        import slicer.packaging as slicer_packaging
+
+        pip_ensure = getattr(slicer_packaging, "pip_ensure", None)
+    except ImportError:
+        pass
 
     def install(requirements: List[Requirement]) -> None:
         texts = [r.text for r in requirements]
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            packaging.pip_ensure(texts, requester=requester)
+        if pip_ensure is not None:
+            # We asked already (one question for all packages): no second prompt.
+            pip_ensure(texts, prompt_install=False, requester=requester)
         else:
-            slicer.util.pip_install(" ".join(f'"{t}"' if any(c in t for c in "<>=!~") else t for t in texts))
+            # Slicer 5.8-5.11: pip_install(list) runs "PythonSlicer -m pip install <items>" (each list item is one
+            # argument, so version clauses need no quoting) and logs pip's output (Base/Python/slicer/util.py).
+            slicer.util.pip_install(texts)
 
     return install
+
+
+def _install_torch_extension(requirement: Requirement) -> None:
+    try:
+        import PyTorchUtils  # the PyTorch extension's module, present when the extension is installed
+    except ImportError as error:
+        raise MissingDependencyError(
+            "PyTorch is required: install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
+            "and try again."
+        ) from error
+    clause = ",".join(op + version for op, version in requirement.clauses) or None
+    # installTorch(askConfirmation, forceComputationBackend, torchVersionRequirement): we asked already.
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(False, None, clause)
+    if torch is None:
+        raise MissingDependencyError("PyTorch could not be installed; see the Python console.")
 
 
 def ensure_torch(requirement: str = TORCH_REQUIREMENT, confirm: Optional[Confirm] = None):
@@ -243,24 +319,9 @@ def ensure_torch(requirement: str = TORCH_REQUIREMENT, confirm: Optional[Confirm
     Outside Slicer a missing/too old torch raises :class:`MissingDependencyError` with the pip command.
     """
     parsed = parse_requirement("torch" + requirement)
-    if not missing_requirements([parsed]):
-        return importlib.import_module("torch")
-    if not running_in_slicer():
-        raise MissingDependencyError(f"PyTorch {requirement} is required. Install with:\n    {pip_command([parsed])}")
-    try:
-        import PyTorchUtils  # the PyTorch extension's module, present when the extension is installed
-    except ImportError as error:
-        raise MissingDependencyError(
-            "PyTorch is required: install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
-            "and try again."
-        ) from error
-    confirm = confirm or _slicer_confirm
-    if not confirm(f"PyTorch {requirement} is required and will be downloaded and installed (several GB). Continue?"):
-        raise MissingDependencyError("PyTorch is required (installation declined).")
-    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(False, None, requirement)
-    if torch is None:
-        raise MissingDependencyError("PyTorch could not be installed; see the Python console.")
-    return torch
+    if missing_requirements([parsed]):
+        _install_with_consent([parsed], "SlicerMedNets", confirm, None, torch_requirement=parsed)
+    return importlib.import_module("torch")
 
 
 #: Every package the modules import at run time that 3D Slicer does not ship (torch comes through the PyTorch
@@ -283,5 +344,11 @@ def ensure_runtime(requester: str = "SlicerMedNets", confirm: Optional[Confirm] 
     ``PythonSlicer`` with the same site-packages, so what is installed here is there. Raises
     :class:`MissingDependencyError` (declined, outside Slicer, failed install); returns what was installed.
     """
-    ensure_torch(confirm=confirm)
-    return ensure_requirements(RUNTIME_REQUIREMENTS, requester=requester, confirm=confirm, installer=installer)
+    torch_requirement = parse_requirement("torch" + TORCH_REQUIREMENT)
+    torch_missing = missing_requirements([torch_requirement])
+    missing = torch_missing + missing_requirements(RUNTIME_REQUIREMENTS)
+    if not missing:
+        return []
+    # One question for all of them, torch first (through the PyTorch extension inside Slicer).
+    return _install_with_consent(missing, requester, confirm, installer,
+                                 torch_requirement=torch_missing[0] if torch_missing else None)

@@ -107,7 +107,8 @@ def test_inside_slicer_uses_pip_install_after_consent(monkeypatch):
     pip_calls = _fake_slicer(monkeypatch, confirm_answer=True)
     with pytest.raises(deps.MissingDependencyError, match="did not succeed"):
         deps.ensure_requirements(["surely-not-a-real-package-xyz>=1.0"])
-    assert pip_calls == ['"surely-not-a-real-package-xyz>=1.0"']
+    # slicer.util.pip_install(list): each item is one argument of "PythonSlicer -m pip install" (no shell quoting)
+    assert pip_calls == [["surely-not-a-real-package-xyz>=1.0"]]
 
 
 def test_inside_slicer_declined(monkeypatch):
@@ -126,3 +127,154 @@ def test_ensure_torch_too_old_outside_slicer(monkeypatch):
     monkeypatch.setitem(sys.modules, "slicer", types.SimpleNamespace())
     with pytest.raises(deps.MissingDependencyError, match='pip install "torch>=99"'):
         deps.ensure_torch(">=99")
+
+
+# --- ensure_runtime: one question for everything, torch first, testing mode, Slicer >= 5.12 ---------------------------
+
+FAKE_RUNTIME = ("surely-not-a-real-package-xyz>=1.0", "numpy>=1.0", "another-missing-package-abc")
+
+
+def _fake_slicer_app(monkeypatch, answers=(True,), testing=False, with_packaging=False, torch_installs=True):
+    """A Slicer-like ``slicer`` module (app + util, optionally slicer.packaging) and a PyTorchUtils extension module."""
+    log = {"questions": [], "pip_install": [], "pip_ensure": [], "installTorch": []}
+    answers = list(answers)
+
+    def confirm(text, **kw):
+        log["questions"].append(text)
+        return answers.pop(0) if answers else True
+
+    fake = types.ModuleType("slicer")
+    fake.__path__ = []  # a package, so that "import slicer.packaging" looks in sys.modules
+    fake.app = types.SimpleNamespace(testingEnabled=lambda: testing)
+    fake.util = types.SimpleNamespace(confirmOkCancelDisplay=confirm, pip_install=log["pip_install"].append)
+    monkeypatch.setitem(sys.modules, "slicer", fake)
+    if with_packaging:
+        packaging = types.ModuleType("slicer.packaging")
+        packaging.pip_ensure = lambda reqs, **kw: log["pip_ensure"].append((list(reqs), kw))
+        monkeypatch.setitem(sys.modules, "slicer.packaging", packaging)
+    else:
+        monkeypatch.setitem(sys.modules, "slicer.packaging", None)  # Slicer < 5.12: import fails
+
+    class Logic:
+        def installTorch(self, askConfirmation, forceComputationBackend, torchVersionRequirement):
+            log["installTorch"].append((askConfirmation, forceComputationBackend, torchVersionRequirement))
+            return sys.modules["torch"] if torch_installs else None
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=Logic))
+    monkeypatch.setattr(deps, "RUNTIME_REQUIREMENTS", FAKE_RUNTIME)
+    return log
+
+
+def test_ensure_runtime_asks_once_for_all_missing_torch_first(monkeypatch):
+    import torch  # noqa: F401  (the fake PyTorch extension returns the real module)
+
+    log = _fake_slicer_app(monkeypatch)
+    monkeypatch.setattr(deps, "TORCH_REQUIREMENT", ">=99")  # torch "too old": it is asked for too
+    order = []
+    monkeypatch.setattr(deps, "_slicer_installer", lambda requester: lambda reqs: order.append([r.text for r in reqs]))
+    real_install_torch = deps._install_torch_extension
+    monkeypatch.setattr(deps, "_install_torch_extension", lambda req: order.append(["torch"]) or real_install_torch(req))
+    with pytest.raises(deps.MissingDependencyError, match="did not succeed"):  # the fakes install nothing
+        deps.ensure_runtime("OrganCombo")
+    assert len(log["questions"]) == 1  # ONE dialog for all missing packages
+    question = log["questions"][0]
+    assert "OrganCombo" in question
+    for name in ("torch>=99", "surely-not-a-real-package-xyz>=1.0", "another-missing-package-abc"):
+        assert name in question
+    assert "numpy" not in question  # present: not asked for, never replaced
+    assert order == [["torch"], ["surely-not-a-real-package-xyz>=1.0", "another-missing-package-abc"]]
+    assert log["installTorch"] == [(False, None, ">=99")]  # no second confirmation from the extension
+
+
+def test_ensure_runtime_declined_installs_nothing(monkeypatch):
+    log = _fake_slicer_app(monkeypatch, answers=(False,))
+    with pytest.raises(deps.MissingDependencyError) as info:
+        deps.ensure_runtime("AneurysmSeg")
+    assert "declined" in str(info.value) and "another-missing-package-abc" in str(info.value)
+    assert "Traceback" not in str(info.value)
+    assert len(log["questions"]) == 1
+    assert log["pip_install"] == [] and log["installTorch"] == []
+
+
+def test_ensure_runtime_testing_mode_installs_nothing(monkeypatch):
+    """--testing: confirmOkCancelDisplay would answer OK without a dialog, so nothing is installed at all."""
+    log = _fake_slicer_app(monkeypatch, testing=True)
+    with pytest.raises(deps.MissingDependencyError) as info:
+        deps.ensure_runtime("NucleiMaskylo")
+    message = str(info.value)
+    assert "testing mode" in message
+    assert "surely-not-a-real-package-xyz>=1.0" in message and "another-missing-package-abc" in message
+    assert log["questions"] == [] and log["pip_install"] == [] and log["installTorch"] == []
+
+
+def test_ensure_runtime_testing_mode_with_explicit_installer(monkeypatch):
+    log = _fake_slicer_app(monkeypatch, testing=True)
+    installed = []
+
+    def installer(reqs):
+        installed.extend(r.text for r in reqs)
+        monkeypatch.setattr(deps, "installed_version", lambda name: "1.0")
+
+    result = deps.ensure_runtime("NucleiMaskylo", confirm=lambda q: True, installer=installer)
+    assert installed == ["surely-not-a-real-package-xyz>=1.0", "another-missing-package-abc"]
+    assert [r.text for r in result] == installed
+    assert log["pip_install"] == []
+
+
+def test_ensure_runtime_uses_pip_ensure_from_slicer_5_12(monkeypatch):
+    log = _fake_slicer_app(monkeypatch, with_packaging=True)
+    with pytest.raises(deps.MissingDependencyError, match="did not succeed"):
+        deps.ensure_runtime("AdaptiveRecontour")
+    assert len(log["questions"]) == 1
+    assert log["pip_ensure"] == [
+        (["surely-not-a-real-package-xyz>=1.0", "another-missing-package-abc"],
+         {"prompt_install": False, "requester": "AdaptiveRecontour"})
+    ]
+    assert log["pip_install"] == []
+
+
+def test_ensure_runtime_pip_install_before_5_12(monkeypatch):
+    log = _fake_slicer_app(monkeypatch)
+    with pytest.raises(deps.MissingDependencyError, match="did not succeed"):
+        deps.ensure_runtime("AxillaryLNDetect")
+    assert log["pip_install"] == [["surely-not-a-real-package-xyz>=1.0", "another-missing-package-abc"]]
+
+
+def test_ensure_runtime_never_replaces_slicer_packages(monkeypatch):
+    log = _fake_slicer_app(monkeypatch)
+    monkeypatch.setattr(deps, "RUNTIME_REQUIREMENTS", ("numpy>=999", "another-missing-package-abc"))
+    with pytest.raises(deps.MissingDependencyError, match="3D Slicer ships itself"):
+        deps.ensure_runtime("OrganCombo")
+    assert log["questions"] == [] and log["pip_install"] == []
+
+
+def test_ensure_runtime_nothing_missing_asks_nothing(monkeypatch):
+    log = _fake_slicer_app(monkeypatch)
+    monkeypatch.setattr(deps, "RUNTIME_REQUIREMENTS", ("numpy>=1.0",))
+    assert deps.ensure_runtime("OrganCombo") == []
+    assert log["questions"] == []
+
+
+def test_ensure_packages_refusal_is_a_clear_label(slicer_runtime, monkeypatch):
+    """The panels' entry point: a refusal in Slicer's dialog ends as one plain line in the status label."""
+    import slicer
+
+    from mednets import widgets
+
+    questions = []
+    monkeypatch.setattr(deps, "running_in_slicer", lambda: True)  # the runtime's app marks itself as a stand-in
+    monkeypatch.setattr(deps, "testing_enabled", lambda: False)  # as a user runs Slicer, not --testing
+    monkeypatch.setattr(slicer.util, "confirmOkCancelDisplay", lambda text, **kw: questions.append(text) and False)
+    monkeypatch.setattr(deps, "RUNTIME_REQUIREMENTS", FAKE_RUNTIME)
+
+    class Label:
+        text = ""
+
+        def setText(self, text):
+            self.text = text
+
+    label = Label()
+    assert widgets.ensure_packages(label, "OrganCombo") is False
+    assert len(questions) == 1
+    assert "declined" in label.text and "another-missing-package-abc" in label.text
+    assert "Traceback" not in label.text and "\n" not in label.text.strip()
