@@ -29,6 +29,8 @@ __all__ = [
     "Requirement",
     "MissingDependencyError",
     "SLICER_BUNDLED_PACKAGES",
+    "SLICER_SHIPPED_REQUIREMENTS",
+    "TORCH_REQUIREMENT",
     "parse_requirement",
     "installed_version",
     "missing_requirements",
@@ -45,9 +47,17 @@ __all__ = [
 SLICER_BUNDLED_PACKAGES = frozenset(
     name.lower()
     for name in (
-        "numpy", "SimpleITK", "vtk", "requests", "pip", "setuptools", "wheel", "packaging",
-        "pydicom", "dicomweb-client", "urllib3", "certifi", "charset-normalizer", "idna",
+        "numpy", "scipy", "SimpleITK", "vtk", "requests", "pip", "setuptools", "wheel", "packaging",
+        "pydicom", "Pillow", "dicomweb-client", "urllib3", "certifi", "charset-normalizer", "idna",
     )
+)
+
+#: The packages of Slicer's own Python that the modules import, with the oldest versions they accept (floors only: in
+#: Slicer they are whatever Slicer ships, SuperBuild/External_python-*.cmake, and are never installed or upgraded).
+SLICER_SHIPPED_REQUIREMENTS = (
+    "numpy>=1.22",
+    "scipy>=1.8",
+    "SimpleITK>=2.2",
 )
 
 #: Minimum torch version every module accepts (the PyTorch extension installs a recent one).
@@ -325,7 +335,10 @@ def ensure_torch(requirement: str = TORCH_REQUIREMENT, confirm: Optional[Confirm
 
 
 #: Every package the modules import at run time that 3D Slicer does not ship (torch comes through the PyTorch
-#: extension, see :func:`ensure_torch`). ``pyproject.toml``'s dependencies hold the same list (a test checks it).
+#: extension, see :func:`ensure_torch`; the extension brings torchvision too). This is the single list:
+#: ``pyproject.toml``'s dependencies are exactly SLICER_SHIPPED_REQUIREMENTS + torch + this (Testing/test_dependency_list.py
+#: checks it, and that every third-party import of the shipped code is covered). The README's "Dependencies" section
+#: repeats these comments.
 RUNTIME_REQUIREMENTS = (
     "torchvision>=0.16",  # NucleiMaskylo's Mask R-CNN, the ops (nms, roi_align) of the detectors
     "safetensors>=0.4",  # every weights file
