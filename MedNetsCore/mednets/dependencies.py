@@ -289,7 +289,8 @@ def _slicer_installer(requester: str) -> Callable[[List[Requirement]], None]:
     pip_ensure = None
     try:
         # Slicer >= 5.12 only, and slicer/__init__.py does not import the submodule: import it ourselves, guarded.
-        import slicer.packaging as slicer_packaging
+        # (through importlib: this file never imports slicer at module level or statically, see test_packaging)
+        slicer_packaging = importlib.import_module("slicer.packaging")
 
         pip_ensure = getattr(slicer_packaging, "pip_ensure", None)
     except ImportError:
