@@ -100,7 +100,22 @@ class JobEvent:
         return self.kind in ("finished", "failed", "cancelled")
 
 
-class BackgroundJob:
+class _Timed:
+    """``elapsed`` for a job that sets ``_started_at`` / ``_ended_at`` (``time.monotonic()``)."""
+
+    _started_at: Optional[float] = None
+    _ended_at: Optional[float] = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the job started (until it ended, once it did); 0 before it started."""
+        if self._started_at is None:
+            return 0.0
+        end = self._ended_at if self._ended_at is not None else time.monotonic()
+        return end - self._started_at
+
+
+class BackgroundJob(_Timed):
     """Run ``fn(*args, progress=..., cancel=..., **kwargs)`` in a worker thread (or blocking) and collect its events.
 
     ``fn`` must accept the keyword arguments ``progress`` (a ``progress(fraction, message)`` callable) and ``cancel``
@@ -250,14 +265,6 @@ class BackgroundJob:
     @property
     def running(self) -> bool:
         return self._state is JobState.RUNNING
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the job started (until it ended, once it did); 0 before it started."""
-        if self._started_at is None:
-            return 0.0
-        end = self._ended_at if self._ended_at is not None else time.monotonic()
-        return end - self._started_at
 
     def poll(self) -> List[JobEvent]:
         """Return (and forget) the events queued since the last call, oldest first. Never blocks."""
@@ -444,7 +451,7 @@ class _LineReader:
         return [part.decode("utf-8", errors="replace").rstrip("\r") for part in parts if part.strip() or not final]
 
 
-class ProcessJob:
+class ProcessJob(_Timed):
     """Run ``<python> -m <package> --progress json <args...>`` as a child process; same interface as
     :class:`BackgroundJob` (``start``, ``poll``, ``done``, ``cancel``, ``wait``, ``result``), so
     :class:`mednets.widgets.JobPoller` runs either.
@@ -709,13 +716,6 @@ class ProcessJob:
     @property
     def running(self) -> bool:
         return self.state is JobState.RUNNING
-
-    @property
-    def elapsed(self) -> float:
-        if self._started_at is None:
-            return 0.0
-        end = self._ended_at if self._ended_at is not None else time.monotonic()
-        return end - self._started_at
 
     @property
     def log(self) -> List[str]:
